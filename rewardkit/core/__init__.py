@@ -1,0 +1,1 @@
+"""Core math: pure, typed tensor functions, one formula per function."""

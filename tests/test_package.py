@@ -1,0 +1,49 @@
+"""The public surface: names, signatures, typing marker, and a light import."""
+
+import inspect
+import subprocess
+import sys
+from pathlib import Path
+
+import rewardkit
+
+CORE_SIGNATURES = {
+    "group_advantages": "(rewards, group_ids, *, std_floor=1e-06, ddof=0, global_std=False)",
+    "gdpo_advantages": "(rewards, group_ids, weights=None, *, std_floor=1e-06, ddof=0)",
+    "dar_weights": "(difficulty, group_ids, *, gamma=2.0, w_min=0.5, w_max=5.0, eps=1e-06, reclip=True)",
+    "drs_scale": "(similarity, n_refs=None, *, tau=0.65, k_mode='increase', k0=10.0, k1=3.0, n_min=2, n_max=6)",
+    "clipped_policy_loss": "(log_prob, old_log_prob, advantages, *, clip_range=0.0001, adv_clip=5.0, weights=None)",
+}
+
+
+def _bare(signature: inspect.Signature) -> str:
+    params = [p.replace(annotation=inspect.Parameter.empty) for p in signature.parameters.values()]
+    return str(signature.replace(parameters=params, return_annotation=inspect.Signature.empty))
+
+
+def test_public_signatures_are_stable() -> None:
+    for name, expected in CORE_SIGNATURES.items():
+        assert _bare(inspect.signature(getattr(rewardkit, name))) == expected, name
+
+
+def test_all_names_resolve_and_are_documented() -> None:
+    for name in rewardkit.__all__:
+        obj = getattr(rewardkit, name)
+        if callable(obj):
+            assert inspect.getdoc(obj), f"{name} has no docstring"
+    docs = (Path(__file__).parents[1] / "docs" / "api.md").read_text()
+    missing = [n for n in rewardkit.__all__ if n != "__version__" and f"rewardkit.{n}" not in docs]
+    assert not missing, f"exported but absent from docs/api.md: {missing}"
+
+
+def test_py_typed_marker_ships() -> None:
+    assert (Path(rewardkit.__file__).parent / "py.typed").is_file()
+
+
+def test_core_import_pulls_no_heavy_frameworks() -> None:
+    code = (
+        "import sys, rewardkit; heavy = [m for m in ('diffusers', 'transformers', 'peft', 'accelerate',"
+        " 'open_clip', 'torchvision') if m in sys.modules]; print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
