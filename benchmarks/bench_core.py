@@ -27,7 +27,9 @@ def loop_group_advantages(rewards: torch.Tensor, group_ids: torch.Tensor) -> tor
     return out
 
 
-def loop_gdpo_advantages(rewards: torch.Tensor, group_ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+def loop_gdpo_advantages(
+    rewards: torch.Tensor, group_ids: torch.Tensor, weights: torch.Tensor
+) -> torch.Tensor:
     summed = torch.zeros(rewards.shape[0], dtype=rewards.dtype)
     for k in range(rewards.shape[1]):
         summed += weights[k] * loop_group_advantages(rewards[:, k], group_ids)
@@ -48,6 +50,26 @@ def loop_dar_weights(similarity: torch.Tensor, group_ids: torch.Tensor) -> torch
     return out
 
 
+def benchmark_cases(
+    rewards: torch.Tensor, group_ids: torch.Tensor, weights: torch.Tensor
+) -> dict[str, tuple[Callable[[], torch.Tensor], Callable[[], torch.Tensor]]]:
+    """(baseline, rewardkit) pairs of zero-argument callables on the same data."""
+    return {
+        "group_advantages": (
+            lambda: loop_group_advantages(rewards[:, 0], group_ids),
+            lambda: rewardkit.group_advantages(rewards[:, 0], group_ids),
+        ),
+        "gdpo_advantages": (
+            lambda: loop_gdpo_advantages(rewards, group_ids, weights),
+            lambda: rewardkit.gdpo_advantages(rewards, group_ids, weights),
+        ),
+        "dar_weights": (
+            lambda: loop_dar_weights(rewards[:, 0], group_ids),
+            lambda: rewardkit.dar_weights(rewards[:, 0], group_ids),
+        ),
+    }
+
+
 def median_seconds(fn: Callable[[], object], repeats: int) -> float:
     fn()  # warm-up
     times = []
@@ -59,7 +81,9 @@ def median_seconds(fn: Callable[[], object], repeats: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="fewer repeats (smoke test)")
     parser.add_argument("--group-size", type=int, default=24, help="samples per group (default 24)")
     args = parser.parse_args()
@@ -73,25 +97,13 @@ def main() -> None:
         rewards = torch.rand(n, 2)
         weights = torch.tensor([1.0, 0.8])
         repeats = (3 if args.quick else 15) if n > 10_000 else (10 if args.quick else 100)
-        cases = {
-            "group_advantages": (
-                lambda: loop_group_advantages(rewards[:, 0], group_ids),
-                lambda: rewardkit.group_advantages(rewards[:, 0], group_ids),
-            ),
-            "gdpo_advantages": (
-                lambda: loop_gdpo_advantages(rewards, group_ids, weights),
-                lambda: rewardkit.gdpo_advantages(rewards, group_ids, weights),
-            ),
-            "dar_weights": (
-                lambda: loop_dar_weights(rewards[:, 0], group_ids),
-                lambda: rewardkit.dar_weights(rewards[:, 0], group_ids),
-            ),
-        }
+        cases = benchmark_cases(rewards, group_ids, weights)
         for name, (baseline, ours) in cases.items():
             torch.testing.assert_close(ours(), baseline(), rtol=1e-4, atol=1e-5)  # same numbers first
             t_loop = median_seconds(baseline, max(1, repeats // (10 if n > 10_000 else 1)))
             t_ours = median_seconds(ours, repeats)
-            print(f"{name:<18}{n:>8}{groups:>8}{t_loop * 1e3:>11.2f}{t_ours * 1e3:>14.3f}{t_loop / t_ours:>9.1f}x")
+            ratio = t_loop / t_ours
+            print(f"{name:<18}{n:>8}{groups:>8}{t_loop * 1e3:>11.2f}{t_ours * 1e3:>14.3f}{ratio:>9.1f}x")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,9 @@ import rewardkit
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--prompts", type=int, default=8, help="prompts (groups) per epoch")
     parser.add_argument("--group-size", type=int, default=16, help="rollouts per prompt")
     parser.add_argument("--dim", type=int, default=32, help="latent dimension D")
@@ -67,8 +69,9 @@ def main() -> None:
         loss.backward()
         optimizer.step()
         history.append((float(similarity.mean()), float(style_score.nanmean())))
-        progress.set_postfix(sim=f"{history[-1][0]:.3f}", style=f"{history[-1][1]:.3f}",
-                             clip=f"{float(stats.clip_frac):.2f}")
+        progress.set_postfix(
+            sim=f"{history[-1][0]:.3f}", style=f"{history[-1][1]:.3f}", clip=f"{float(stats.clip_frac):.2f}"
+        )
 
     (sim0, sty0), (sim1, sty1) = history[0], history[-1]
     print(f"similarity to target: {sim0:.3f} -> {sim1:.3f}")

@@ -6,9 +6,9 @@ $(\mu_\theta - \mu_{ref})^2 / (2 s^2)$. The reference code uses two cheaper form
 
 | function | per-element value | relation to the exact KL |
 |---|---|---|
-| [`kl_gaussian`][rewardkit.kl_gaussian] | $(\Delta\mu)^2 / (2\sigma_t^2\lvert\Delta t\rvert)$ | exact |
-| [`kl_x_based`][rewardkit.kl_x_based] | $(\Delta\mu)^2 / (2\sigma_t^2 + \epsilon)$ | exact KL $\times\lvert\Delta t\rvert$ |
-| [`kl_v_based`][rewardkit.kl_v_based] | $(\Delta v)^2 / (2\sigma_t^2 + \epsilon)$ | a weighted L2 in velocity space |
+| `kl_gaussian` | $(\Delta\mu)^2 / (2\sigma_t^2\lvert\Delta t\rvert)$ | exact |
+| `kl_x_based` | $(\Delta\mu)^2 / (2\sigma_t^2 + \epsilon)$ | exact KL $\times\lvert\Delta t\rvert$ |
+| `kl_v_based` | $(\Delta v)^2 / (2\sigma_t^2 + \epsilon)$ | a weighted L2 in velocity space |
 
 All three return one value per sample, the mean over the non-batch dimensions (the same
 reduction as the mean-reduced log-probability); average over the batch for the loss term.

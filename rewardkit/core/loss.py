@@ -12,7 +12,7 @@ __all__ = ["PolicyLossStats", "clipped_policy_loss"]
 
 
 class PolicyLossStats(NamedTuple):
-    r"""Diagnostics of one [`clipped_policy_loss`][rewardkit.clipped_policy_loss] call (detached scalar tensors).
+    r"""Diagnostics of one [`clipped_policy_loss`][rewardkit.clipped_policy_loss] call (detached scalars).
 
     Kept as tensors so logging them costs no host synchronisation until the caller asks.
 

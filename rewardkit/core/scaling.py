@@ -99,9 +99,10 @@ def drs_scale(
     \sigma(z) = \frac{1}{1 + e^{-z}}
     $$
 
-    with $k(n)$ from [`drs_steepness`][rewardkit.drs_steepness]. Apply it per target image, *before* reducing over
-    targets. The sigmoid stretches differences near $\tau$ and compresses the tails, so after
-    group normalisation rollouts close to the threshold are separated more sharply; a steeper
+    with $k(n)$ from [`drs_steepness`][rewardkit.drs_steepness]. Apply it per target image,
+    *before* reducing over targets. The sigmoid stretches differences near $\tau$ and compresses
+    the tails, so after group normalisation rollouts close to the threshold are separated more
+    sharply; a steeper
     $k$ for more references (``"increase"``) compensates for similarities that bunch together
     as the composition gets harder. DRS preserves rankings.
 
