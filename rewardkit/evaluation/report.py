@@ -1,0 +1,243 @@
+"""Aggregate per-instance scores into the paper's tables, a JSON summary and plots.
+
+The aggregation follows how OmniRef-Bench's Tab. 2 is formed:
+
+| column | value |
+|---|---|
+| Subject | (mean CLIP-I + mean DINOv2) / 2, each mean over all (instance, subject) pairs |
+| Style, Bg, Light, Pose | mean over the instances the metric applies to |
+| Obj Avg | unweighted mean of the five columns |
+| MLLM dimension | mean of the 0–10 scores of applicable items |
+| MLLM Avg | mean of the six dimension means |
+
+Every aggregate is also broken down by the number of references.
+"""
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from rewardkit.evaluation.benchmark import METRICS
+
+__all__ = [
+    "MLLM_DIMENSIONS",
+    "SUMMARY_SCHEMA",
+    "InstanceScores",
+    "markdown_table",
+    "plot_scores_by_n_refs",
+    "summarize",
+    "write_summary",
+]
+
+#: The six MLLM judge dimensions, in the paper's column order (Subject, Bg, Style, Light, Aes, IF).
+MLLM_DIMENSIONS: Final[tuple[str, ...]] = (
+    "subject_consistency",
+    "background_consistency",
+    "style_consistency",
+    "lighting_consistency",
+    "aesthetic_quality",
+    "text_adherence",
+)
+#: Version tag written into ``summary.json``.
+SUMMARY_SCHEMA: Final[str] = "rewardkit.eval/1"
+
+_OBJECTIVE_HEADERS: Final[dict[str, str]] = {
+    "subject": "Subject",
+    "style": "Style",
+    "background": "Bg",
+    "lighting": "Light",
+    "pose": "Pose",
+}
+_MLLM_HEADERS: Final[dict[str, str]] = {
+    "subject_consistency": "M-Subject",
+    "background_consistency": "M-Bg",
+    "style_consistency": "M-Style",
+    "lighting_consistency": "M-Light",
+    "aesthetic_quality": "Aes",
+    "text_adherence": "IF",
+}
+
+
+@dataclass(frozen=True)
+class InstanceScores:
+    """Scores of one generated image.
+
+    Attributes:
+        index: the benchmark instance id.
+        n_refs: number of references of the instance.
+        category: the instance's type combination.
+        subject_clip: CLIP-I cosine of each subject (one per subject reference).
+        subject_dino: DINOv2 cosine of each subject.
+        objective: score of each other objective metric (``style``, ``background``,
+            ``lighting``, ``pose``) that applies; absent when it does not apply.
+        mllm: judge score (0–10) of each applicable MLLM dimension.
+    """
+
+    index: int
+    n_refs: int
+    category: str
+    subject_clip: tuple[float, ...] = ()
+    subject_dino: tuple[float, ...] = ()
+    objective: Mapping[str, float] = field(default_factory=dict)
+    mllm: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.objective) - set(METRICS[1:])
+        if unknown:
+            raise ValueError(f"objective has unknown metric(s) {sorted(unknown)}; expected {METRICS[1:]}")
+        unknown = set(self.mllm) - set(MLLM_DIMENSIONS)
+        if unknown:
+            raise ValueError(f"mllm has unknown dimension(s) {sorted(unknown)}; expected {MLLM_DIMENSIONS}")
+        if len(self.subject_clip) != len(self.subject_dino):
+            raise ValueError("subject_clip and subject_dino need one score per subject each")
+        values = [*self.subject_clip, *self.subject_dino, *self.objective.values(), *self.mllm.values()]
+        if not all(math.isfinite(v) for v in values):
+            raise ValueError(f"instance {self.index}: scores must be finite numbers")
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (one line of the per-instance JSONL)."""
+        record = asdict(self)
+        record["objective"], record["mllm"] = dict(self.objective), dict(self.mllm)
+        return record
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _aggregate(records: Sequence[InstanceScores]) -> dict[str, Any]:
+    clip = [s for r in records for s in r.subject_clip]
+    dino = [s for r in records for s in r.subject_dino]
+    subject = (sum(clip) / len(clip) + sum(dino) / len(dino)) / 2 if clip else None
+    objective: dict[str, float | None] = {"subject": subject}
+    counts: dict[str, int] = {"subject": len(clip)}
+    for metric in METRICS[1:]:
+        scores = [r.objective[metric] for r in records if metric in r.objective]
+        objective[metric], counts[metric] = _mean(scores), len(scores)
+    present = [v for v in objective.values() if v is not None]
+    objective["avg"] = _mean(present) if len(present) == len(METRICS) else None
+
+    mllm: dict[str, float | None] | None = None
+    if any(r.mllm for r in records):
+        mllm = {d: _mean([r.mllm[d] for r in records if d in r.mllm]) for d in MLLM_DIMENSIONS}
+        dims = [v for v in mllm.values() if v is not None]
+        mllm["avg"] = _mean(dims) if len(dims) == len(MLLM_DIMENSIONS) else None
+    return {"objective": objective, "counts": counts, "mllm": mllm, "n_instances": len(records)}
+
+
+def summarize(runs: Mapping[str, Iterable[InstanceScores]]) -> dict[str, Any]:
+    """Aggregate the per-instance scores of each method, overall and by number of references.
+
+    Args:
+        runs: per-instance scores of each method, e.g. ``{"base": [...], "sft": [...], "rl": [...]}``.
+
+    Returns:
+        The ``summary.json`` dict: ``{"schema", "methods": {name: {"objective", "counts",
+        "mllm", "n_instances", "by_n_refs": {n: {...}}}}}``. An average is ``None`` when one of
+        its columns has no applicable instance (it is not formed from a partial set).
+    """
+    methods: dict[str, Any] = {}
+    for name, records in runs.items():
+        records = list(records)
+        summary = _aggregate(records)
+        by_n: dict[str, Any] = {}
+        for n in sorted({r.n_refs for r in records}):
+            by_n[str(n)] = _aggregate([r for r in records if r.n_refs == n])
+        summary["by_n_refs"] = by_n
+        methods[name] = summary
+    return {"schema": SUMMARY_SCHEMA, "methods": methods}
+
+
+def _cell(value: float | None, digits: int) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def markdown_table(summary: Mapping[str, Any]) -> str:
+    """The paper's Tab. 2 layout: objective scores per type and Avg, then MLLM dimensions and Avg."""
+    has_mllm = any(m["mllm"] is not None for m in summary["methods"].values())
+    headers = ["Method", *_OBJECTIVE_HEADERS.values(), "**Obj Avg**"]
+    if has_mllm:
+        headers += [*_MLLM_HEADERS.values(), "**MLLM Avg**"]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for name, method in summary["methods"].items():
+        obj = method["objective"]
+        row = [name, *(_cell(obj[k], 2) for k in _OBJECTIVE_HEADERS), f"**{_cell(obj['avg'], 2)}**"]
+        if has_mllm:
+            mllm = method["mllm"] or {}
+            row += [_cell(mllm.get(k), 2) for k in _MLLM_HEADERS] + [f"**{_cell(mllm.get('avg'), 2)}**"]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(
+    runs: Mapping[str, Iterable[InstanceScores]], out_dir: str | Path, *, plots: bool = True
+) -> dict[str, Any]:
+    """Write ``scores_<method>.jsonl``, ``summary.json``, ``report.md`` and (optionally) PNG plots.
+
+    Files are rewritten, never appended to, so a rerun does not duplicate rows.
+
+    Returns:
+        The summary dict (as written to ``summary.json``).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = {name: list(records) for name, records in runs.items()}
+    for name, records in runs.items():
+        lines = "".join(json.dumps(r.to_json()) + "\n" for r in records)
+        (out / f"scores_{name}.jsonl").write_text(lines, encoding="utf-8")
+    summary = summarize(runs)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    (out / "report.md").write_text("# Evaluation\n\n" + markdown_table(summary), encoding="utf-8")
+    if plots:
+        plot_scores_by_n_refs(summary, out / "score_vs_n_refs.png")
+    return summary
+
+
+def plot_scores_by_n_refs(summary: Mapping[str, Any], path: str | Path) -> Path:
+    """Plot each method's objective scores against the number of references (needs matplotlib).
+
+    One panel per objective type plus the average; one line per method.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError("plots need matplotlib: pip install 'rewardkit[plots]'") from err
+
+    panels = [*_OBJECTIVE_HEADERS, "avg"]
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(3.2 * len(panels), 3.4), sharex=True, layout="constrained"
+    )
+    colours = {name: f"C{i % 10}" for i, name in enumerate(summary["methods"])}  # same colour in every panel
+    for ax, key in zip(axes, panels, strict=True):
+        for name, method in summary["methods"].items():
+            points = [
+                (int(n), agg["objective"][key])
+                for n, agg in method["by_n_refs"].items()
+                if agg["objective"][key] is not None
+            ]
+            if points:
+                xs, ys = zip(*points, strict=True)
+                ax.plot(xs, ys, marker="o", label=name, color=colours[name])
+        ax.set_title(_OBJECTIVE_HEADERS.get(key, "Obj Avg"))
+        ax.set_xlabel("number of references")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("score")
+    labelled = {
+        label: handle for ax in axes for handle, label in zip(*ax.get_legend_handles_labels(), strict=True)
+    }
+    fig.tight_layout(rect=(0, 0.08, 1, 1))  # leave room for the legend below the panels
+    if labelled:
+        fig.legend(
+            labelled.values(), labelled.keys(), loc="lower center", ncol=len(labelled), fontsize="small"
+        )
+    target = Path(path)
+    fig.savefig(target, dpi=110)
+    plt.close(fig)
+    return target
