@@ -210,9 +210,7 @@ def plot_scores_by_n_refs(summary: Mapping[str, Any], path: str | Path) -> Path:
         raise ImportError("plots need matplotlib: pip install 'rewardkit[plots]'") from err
 
     panels = [*_OBJECTIVE_HEADERS, "avg"]
-    fig, axes = plt.subplots(
-        1, len(panels), figsize=(3.2 * len(panels), 3.4), sharex=True, layout="constrained"
-    )
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4), sharex=True, layout="none")
     colours = {name: f"C{i % 10}" for i, name in enumerate(summary["methods"])}  # same colour in every panel
     for ax, key in zip(axes, panels, strict=True):
         for name, method in summary["methods"].items():
@@ -232,7 +230,7 @@ def plot_scores_by_n_refs(summary: Mapping[str, Any], path: str | Path) -> Path:
     labelled = {
         label: handle for ax in axes for handle, label in zip(*ax.get_legend_handles_labels(), strict=True)
     }
-    fig.tight_layout(rect=(0, 0.08, 1, 1))  # leave room for the legend below the panels
+    fig.subplots_adjust(left=0.05, right=0.99, top=0.9, bottom=0.28, wspace=0.35)  # legend goes below
     if labelled:
         fig.legend(
             labelled.values(), labelled.keys(), loc="lower center", ncol=len(labelled), fontsize="small"
