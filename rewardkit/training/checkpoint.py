@@ -208,7 +208,8 @@ def load_checkpoint(path: str | Path, *, fingerprint: str | None = None) -> dict
         raise CheckpointError(f"{manifest_file} is corrupt: {err}") from err
     if manifest.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
-            f"{folder} has checkpoint format {manifest.get('format_version')}, this rewardkit reads {FORMAT_VERSION}"
+            f"{folder} has checkpoint format {manifest.get('format_version')}, "
+            f"this rewardkit reads {FORMAT_VERSION}"
         )
     if _sha256(tensor_file) != manifest.get("sha256"):
         raise CheckpointError(f"{tensor_file} does not match the hash in its manifest: the file is corrupt")

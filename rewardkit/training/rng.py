@@ -23,7 +23,7 @@ def capture_rng_state() -> dict[str, Any]:
 
 
 def _numpy_state() -> tuple[str, list[int], int, int, float]:
-    """numpy's global MT19937 state with its key array as plain ints (JSON-able)."""
+    """The global numpy MT19937 state with its key array as plain ints (JSON-able)."""
     kind, keys, pos, has_gauss, gauss_value = np.random.get_state(legacy=True)
     return (str(kind), [int(k) for k in keys], int(pos), int(has_gauss), float(gauss_value))
 

@@ -92,7 +92,7 @@ def test_corrupt_and_mismatched_checkpoints_fail_loudly(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="does not match the hash"):
         load_checkpoint(path)
     (path / "manifest.json").write_text("{oops")
-    with pytest.raises(CheckpointError, match="manifest.json is corrupt"):
+    with pytest.raises(CheckpointError, match=r"manifest\.json is corrupt"):
         load_checkpoint(path)
     with pytest.raises(CheckpointError, match="not a rewardkit checkpoint"):
         load_checkpoint(tmp_path / "nowhere")
