@@ -1,6 +1,7 @@
-"""Training building blocks: checkpoints, RNG capture, EMA."""
+"""Training building blocks: checkpoints, RNG capture, EMA, whole-group gathering across ranks."""
 
 from rewardkit.training.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
+from rewardkit.training.distributed import gather_batch, rank_and_world_size
 from rewardkit.training.ema import EMAState, ema_decay, ema_init, ema_update
 from rewardkit.training.rng import capture_rng_state, restore_rng_state
 
@@ -11,8 +12,10 @@ __all__ = [
     "ema_decay",
     "ema_init",
     "ema_update",
+    "gather_batch",
     "latest_checkpoint",
     "load_checkpoint",
+    "rank_and_world_size",
     "restore_rng_state",
     "save_checkpoint",
 ]
