@@ -160,7 +160,9 @@ def test_gdpo_matches_float64_loop(data: tuple, ddof: int, weights: list[float])
 def test_gdpo_invariant_to_positive_rescaling_of_one_reward(data: tuple, column: int, scale: float) -> None:
     rewards, group_ids = data
     r, g = _tensors(rewards, group_ids)
-    assume(float(r.std(dim=0).min()) > 1e-2)
+    for label in set(group_ids):  # the std floor breaks scale invariance for near-constant groups
+        spread = r[g == label].std(dim=0, correction=0)
+        assume(bool(((spread == 0) | (spread > 1e-3)).all()))
     scaled = r.clone()
     scaled[:, column] *= scale
     torch.testing.assert_close(
