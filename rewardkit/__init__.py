@@ -19,6 +19,10 @@ from rewardkit.evaluation import (
     pose_consistency,
 )
 
+# --- evaluation pipeline (issue 7) ---
+# isort: split
+from rewardkit.evaluation.pipeline import EvalConfig, evaluate
+
 # --- SDE sampling (issue 3): names added below this line ---
 # isort: split
 from rewardkit.core.schedules import (
@@ -84,6 +88,7 @@ __all__ = [
     "ChatClientConfig",
     "ChatResult",
     "DualRefJudge",
+    "EvalConfig",
     "ImageEncoder",
     "JudgeError",
     "LightingScore",
@@ -114,6 +119,7 @@ __all__ = [
     "drs_scale",
     "drs_steepness",
     "effnet_encoder",
+    "evaluate",
     "exponential_shift_sigmas",
     "flux2_empirical_mu",
     "flux2_sigmas",

@@ -1,4 +1,4 @@
-"""Evaluation metrics of the OmniRef-Bench protocol."""
+"""OmniRef-Bench-style evaluation: benchmark data, metrics, providers, generation and reports."""
 
 from rewardkit.evaluation.benchmark import (
     BenchInstance,
@@ -8,22 +8,84 @@ from rewardkit.evaluation.benchmark import (
     load_keypoints,
     write_benchmark,
 )
+from rewardkit.evaluation.cases import CaseScore, CaseSet, DualRefCase, MicoCase, load_cases
+from rewardkit.evaluation.generation import GenerationSettings, find_images, generate_images
 from rewardkit.evaluation.lighting import LIGHTING_WEIGHTS, LightingScore, lighting_consistency
+from rewardkit.evaluation.metrics import (
+    EVAL_ENCODERS,
+    EncoderSpec,
+    SubjectScore,
+    background_consistency,
+    crop_box,
+    load_eval_encoder,
+    style_consistency,
+    subject_consistency,
+)
+from rewardkit.evaluation.pipeline import EvalConfig, EvalReport, JudgeSettings, Run, evaluate
 from rewardkit.evaluation.pose import COCO_BONES, COCO_SIGMAS, POSE_WEIGHTS, PoseScore, pose_consistency
+from rewardkit.evaluation.providers import (
+    DETECTORS,
+    KEYPOINTS,
+    MASKS,
+    BoxMasks,
+    GroundTruthBoxes,
+    GroundTruthKeypoints,
+    KeypointProvider,
+    MaskProvider,
+    SubjectDetector,
+    ZeroShotDetector,
+    load_provider,
+)
+from rewardkit.evaluation.report import InstanceScores, summarize, write_summary
 
 __all__ = [
     "COCO_BONES",
     "COCO_SIGMAS",
+    "DETECTORS",
+    "EVAL_ENCODERS",
+    "KEYPOINTS",
     "LIGHTING_WEIGHTS",
+    "MASKS",
     "POSE_WEIGHTS",
     "BenchInstance",
     "Benchmark",
+    "BoxMasks",
+    "CaseScore",
+    "CaseSet",
+    "DualRefCase",
+    "EncoderSpec",
+    "EvalConfig",
+    "EvalReport",
+    "GenerationSettings",
+    "GroundTruthBoxes",
+    "GroundTruthKeypoints",
+    "InstanceScores",
+    "JudgeSettings",
+    "KeypointProvider",
     "LightingScore",
+    "MaskProvider",
+    "MicoCase",
     "PoseScore",
     "Reference",
+    "Run",
+    "SubjectDetector",
+    "SubjectScore",
+    "ZeroShotDetector",
+    "background_consistency",
+    "crop_box",
+    "evaluate",
+    "find_images",
+    "generate_images",
     "lighting_consistency",
     "load_benchmark",
+    "load_cases",
+    "load_eval_encoder",
     "load_keypoints",
+    "load_provider",
     "pose_consistency",
+    "style_consistency",
+    "subject_consistency",
+    "summarize",
     "write_benchmark",
+    "write_summary",
 ]

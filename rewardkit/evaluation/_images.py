@@ -1,5 +1,6 @@
 """Image argument handling shared by the evaluation metrics."""
 
+from pathlib import Path
 from typing import Any, TypeAlias
 
 import numpy as np
@@ -36,3 +37,60 @@ def as_uint8_rgb(name: str, image: ImageLike) -> NDArray[np.uint8]:
     if image.dtype != np.uint8:
         raise ValueError(f"{name} as an array must be uint8 in [0, 255], got dtype {image.dtype}")
     return image
+
+
+def load_rgb(path: str | Path) -> NDArray[np.uint8]:
+    """Read an image file as an `(H, W, 3)` uint8 RGB array (needs Pillow).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file is not a readable image (the message names it).
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"image not found: {p}")
+    try:
+        with Image.open(p) as image:
+            return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+    except (UnidentifiedImageError, OSError) as err:
+        raise ValueError(f"{p} is not a readable image: {err}") from err
+
+
+def save_png(image: NDArray[np.uint8], path: str | Path) -> Path:
+    """Write an `(H, W, 3)` uint8 RGB array as PNG atomically (a temporary file, then a rename)."""
+    from PIL import Image
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    Image.fromarray(as_uint8_rgb("image", image)).save(tmp, format="PNG")
+    tmp.replace(target)  # an interrupted run never leaves a truncated image behind
+    return target
+
+
+def resize_rgb(image: NDArray[np.uint8], height: int, width: int) -> NDArray[np.uint8]:
+    """Bilinear resize of an `(H, W, 3)` uint8 image (half-pixel centres, no antialiasing).
+
+    The sampling grid of OpenCV's ``INTER_LINEAR`` (``cv2.resize``'s default), in float64 and
+    rounded back to uint8.
+    """
+    if image.shape[0] == height and image.shape[1] == width:
+        return image
+    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].double()
+    out = torch.nn.functional.interpolate(tensor, size=(height, width), mode="bilinear", align_corners=False)
+    resized: NDArray[np.uint8] = out[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+    return resized
+
+
+def to_tensor(image: NDArray[np.uint8]) -> torch.Tensor:
+    """`(H, W, 3)` uint8 RGB → `(3, H, W)` float32 tensor in [0, 1] (what the encoders take)."""
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+
+
+def to_uint8(image: torch.Tensor) -> NDArray[np.uint8]:
+    """`(3, H, W)` float tensor in [0, 1] → `(H, W, 3)` uint8 RGB array (rounded)."""
+    array = (image.detach().float().clamp(0, 1) * 255.0).round().to(torch.uint8).permute(1, 2, 0)
+    out: NDArray[np.uint8] = np.ascontiguousarray(array.cpu().numpy())
+    return out

@@ -10,12 +10,13 @@ The aggregation follows how OmniRef-Bench's Tab. 2 is formed:
 | MLLM dimension | mean of the 0–10 scores of applicable items |
 | MLLM Avg | mean of the six dimension means |
 
-Every aggregate is also broken down by the number of references.
+Every aggregate is also broken down by the number of references. Failure counts (missed
+detections, unreadable judge answers, ...) recorded per instance are summed per method.
 """
 
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -26,8 +27,11 @@ __all__ = [
     "MLLM_DIMENSIONS",
     "SUMMARY_SCHEMA",
     "InstanceScores",
+    "grouped_bars",
     "markdown_table",
+    "n_refs_table",
     "plot_scores_by_n_refs",
+    "plot_scores_by_type",
     "summarize",
     "write_summary",
 ]
@@ -74,6 +78,9 @@ class InstanceScores:
         objective: score of each other objective metric (``style``, ``background``,
             ``lighting``, ``pose``) that applies; absent when it does not apply.
         mllm: judge score (0–10) of each applicable MLLM dimension.
+        failures: counts of what went wrong for this image (``subject_misses``,
+            ``pose_miss``, ``judge``, ...); summed per method in the summary.
+        details: sub-scores for the JSONL (e.g. ``{"lighting": {"luminance": ...}}``).
     """
 
     index: int
@@ -83,6 +90,8 @@ class InstanceScores:
     subject_dino: tuple[float, ...] = ()
     objective: Mapping[str, float] = field(default_factory=dict)
     mllm: Mapping[str, float] = field(default_factory=dict)
+    failures: Mapping[str, int] = field(default_factory=dict)
+    details: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         unknown = set(self.objective) - set(METRICS[1:])
@@ -96,11 +105,15 @@ class InstanceScores:
         values = [*self.subject_clip, *self.subject_dino, *self.objective.values(), *self.mllm.values()]
         if not all(math.isfinite(v) for v in values):
             raise ValueError(f"instance {self.index}: scores must be finite numbers")
+        if any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in self.failures.values()):
+            raise ValueError(f"instance {self.index}: failure counts must be ints >= 0, got {self.failures}")
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (one line of the per-instance JSONL)."""
         record = asdict(self)
         record["objective"], record["mllm"] = dict(self.objective), dict(self.mllm)
+        record["failures"] = dict(self.failures)
+        record["details"] = {k: dict(v) for k, v in self.details.items()}
         return record
 
 
@@ -119,13 +132,27 @@ def _aggregate(records: Sequence[InstanceScores]) -> dict[str, Any]:
         objective[metric], counts[metric] = _mean(scores), len(scores)
     present = [v for v in objective.values() if v is not None]
     objective["avg"] = _mean(present) if len(present) == len(METRICS) else None
+    # The mean of whichever types have instances: what a by-n_refs breakdown can plot (a bucket
+    # rarely holds all five types; lighting and style never share a category).
+    objective["avg_present"] = _mean(present)
 
     mllm: dict[str, float | None] | None = None
     if any(r.mllm for r in records):
         mllm = {d: _mean([r.mllm[d] for r in records if d in r.mllm]) for d in MLLM_DIMENSIONS}
         dims = [v for v in mllm.values() if v is not None]
         mllm["avg"] = _mean(dims) if len(dims) == len(MLLM_DIMENSIONS) else None
-    return {"objective": objective, "counts": counts, "mllm": mllm, "n_instances": len(records)}
+        mllm["avg_present"] = _mean(dims)
+    failures: dict[str, int] = {}
+    for r in records:
+        for key, count in r.failures.items():
+            failures[key] = failures.get(key, 0) + count
+    return {
+        "objective": objective,
+        "counts": counts,
+        "mllm": mllm,
+        "n_instances": len(records),
+        "failures": dict(sorted(failures.items())),
+    }
 
 
 def summarize(runs: Mapping[str, Iterable[InstanceScores]]) -> dict[str, Any]:
@@ -135,9 +162,10 @@ def summarize(runs: Mapping[str, Iterable[InstanceScores]]) -> dict[str, Any]:
         runs: per-instance scores of each method, e.g. ``{"base": [...], "sft": [...], "rl": [...]}``.
 
     Returns:
-        The ``summary.json`` dict: ``{"schema", "methods": {name: {"objective", "counts",
-        "mllm", "n_instances", "by_n_refs": {n: {...}}}}}``. An average is ``None`` when one of
-        its columns has no applicable instance (it is not formed from a partial set).
+        The ``summary.json`` dict: ``{"schema", "benchmark": "omniref", "methods": {name:
+        {"objective", "counts", "mllm", "n_instances", "failures", "by_n_refs": {n: {...}}}}}``.
+        An average is ``None`` when one of its columns has no applicable instance (it is not
+        formed from a partial set).
     """
     methods: dict[str, Any] = {}
     for name, records in runs.items():
@@ -148,7 +176,7 @@ def summarize(runs: Mapping[str, Iterable[InstanceScores]]) -> dict[str, Any]:
             by_n[str(n)] = _aggregate([r for r in records if r.n_refs == n])
         summary["by_n_refs"] = by_n
         methods[name] = summary
-    return {"schema": SUMMARY_SCHEMA, "methods": methods}
+    return {"schema": SUMMARY_SCHEMA, "benchmark": "omniref", "methods": methods}
 
 
 def _cell(value: float | None, digits: int) -> str:
@@ -172,12 +200,74 @@ def markdown_table(summary: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def n_refs_table(summary: Mapping[str, Any], method: str) -> str:
+    """One method's objective scores (and MLLM Avg) by number of references, as Markdown.
+
+    "Obj Avg" needs all five types in the bucket; "Mean (present)" averages the types present.
+    """
+    data = summary["methods"][method]
+    has_mllm = data["mllm"] is not None
+    headers = ["refs", "n", *_OBJECTIVE_HEADERS.values(), "Obj Avg", "Mean (present)"]
+    headers += ["MLLM Avg"] if has_mllm else []
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for n, agg in data["by_n_refs"].items():
+        obj = agg["objective"]
+        row = [
+            n,
+            str(agg["n_instances"]),
+            *(_cell(obj[k], 2) for k in _OBJECTIVE_HEADERS),
+            _cell(obj["avg"], 2),
+            _cell(obj["avg_present"], 2),
+        ]
+        if has_mllm:
+            row.append(_cell((agg["mllm"] or {}).get("avg"), 2))
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _report_markdown(summary: Mapping[str, Any], notes: Sequence[str]) -> str:
+    parts = ["# Evaluation\n", markdown_table(summary)]
+    parts.append(
+        "\nObjective scores on 0–1 (Subject = mean of CLIP-I and DINO over all subject pairs; "
+        "Obj Avg = mean of the five columns); MLLM scores on 0–10 (MLLM Avg = mean of the six "
+        "dimension means). – marks a column with no applicable instance.\n"
+    )
+    for name, method in summary["methods"].items():
+        parts.append(f"\n## {name}: by number of references\n\n" + n_refs_table(summary, name))
+        if method.get("failures"):
+            counts = ", ".join(f"{k}: {v}" for k, v in method["failures"].items())
+            parts.append(f"\nFailures: {counts}\n")
+    if notes:
+        parts.append("\n## Notes\n\n" + "".join(f"- {note}\n" for note in notes))
+    settings = summary.get("settings")
+    if settings:
+        parts.append("\n## Settings\n\n```json\n" + json.dumps(settings, indent=2) + "\n```\n")
+    return "".join(parts)
+
+
 def write_summary(
-    runs: Mapping[str, Iterable[InstanceScores]], out_dir: str | Path, *, plots: bool = True
+    runs: Mapping[str, Iterable[InstanceScores]],
+    out_dir: str | Path,
+    *,
+    plots: bool = True,
+    settings: Mapping[str, Any] | None = None,
+    notes: Sequence[str] = (),
+    extra: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Write ``scores_<method>.jsonl``, ``summary.json``, ``report.md`` and (optionally) PNG plots.
 
-    Files are rewritten, never appended to, so a rerun does not duplicate rows.
+    Files are rewritten, never appended to, so a rerun does not duplicate rows. The plots are
+    ``score_vs_n_refs.png`` ([`plot_scores_by_n_refs`][rewardkit.evaluation.report.plot_scores_by_n_refs])
+    and ``scores_by_type.png`` ([`plot_scores_by_type`][rewardkit.evaluation.report.plot_scores_by_type]).
+
+    Args:
+        runs: per-instance scores of each method.
+        out_dir: output folder (created).
+        plots: also write the PNG plots (needs matplotlib).
+        settings: evaluation settings recorded under ``"settings"`` in ``summary.json`` and at
+            the end of ``report.md``.
+        notes: caveats listed in ``report.md`` (e.g. offline stand-in encoders, oracle providers).
+        extra: per method, fields merged into its ``summary.json`` entry (e.g. missing images).
 
     Returns:
         The summary dict (as written to ``summary.json``).
@@ -189,18 +279,21 @@ def write_summary(
         lines = "".join(json.dumps(r.to_json()) + "\n" for r in records)
         (out / f"scores_{name}.jsonl").write_text(lines, encoding="utf-8")
     summary = summarize(runs)
+    for name, fields in (extra or {}).items():
+        summary["methods"][name].update(fields)
+    if settings is not None:
+        summary["settings"] = dict(settings)
+    if notes:
+        summary["notes"] = list(notes)
     (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    (out / "report.md").write_text("# Evaluation\n\n" + markdown_table(summary), encoding="utf-8")
+    (out / "report.md").write_text(_report_markdown(summary, notes), encoding="utf-8")
     if plots:
         plot_scores_by_n_refs(summary, out / "score_vs_n_refs.png")
+        plot_scores_by_type(summary, out / "scores_by_type.png")
     return summary
 
 
-def plot_scores_by_n_refs(summary: Mapping[str, Any], path: str | Path) -> Path:
-    """Plot each method's objective scores against the number of references (needs matplotlib).
-
-    One panel per objective type plus the average; one line per method.
-    """
+def _pyplot() -> Any:
     try:
         import matplotlib
 
@@ -208,21 +301,91 @@ def plot_scores_by_n_refs(summary: Mapping[str, Any], path: str | Path) -> Path:
         import matplotlib.pyplot as plt
     except ImportError as err:  # pragma: no cover - depends on the environment
         raise ImportError("plots need matplotlib: pip install 'rewardkit[plots]'") from err
+    return plt
 
-    panels = [*_OBJECTIVE_HEADERS, "avg"]
+
+def grouped_bars(
+    panels: Sequence[tuple[str, Sequence[str], Mapping[str, Sequence[float | None]]]], path: str | Path
+) -> Path:
+    """Grouped bar charts, one panel per ``(title, column labels, {method: values})``.
+
+    ``None`` values leave a gap. Each method keeps one colour across panels. Needs matplotlib.
+    """
+    plt = _pyplot()
+    widths = [max(3.0, 0.9 * len(cols) + 1.0) for _, cols, _ in panels]
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(sum(widths), 3.8), gridspec_kw={"width_ratios": widths}, squeeze=False
+    )
+    methods = list(dict.fromkeys(m for _, _, values in panels for m in values))
+    colours = {name: f"C{i % 10}" for i, name in enumerate(methods)}
+    width = 0.8 / max(1, len(methods))
+    for ax, (title, columns, values) in zip(axes[0], panels, strict=True):
+        for k, name in enumerate(methods):
+            row = values.get(name)
+            if row is None:
+                continue
+            xs = [i + (k - (len(methods) - 1) / 2) * width for i, v in enumerate(row) if v is not None]
+            ys = [v for v in row if v is not None]
+            ax.bar(xs, ys, width=width, color=colours[name], label=name)
+        ax.set_xticks(range(len(columns)), list(columns), rotation=30, ha="right")
+        ax.set_title(title)
+        ax.grid(axis="y", alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="upper center", ncol=len(labels), fontsize="small")
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    target = Path(path)
+    fig.savefig(target, dpi=110)
+    plt.close(fig)
+    return target
+
+
+def plot_scores_by_type(summary: Mapping[str, Any], path: str | Path) -> Path:
+    """Bar chart of each method's objective scores per type and Obj Avg (needs matplotlib).
+
+    When the runs were judged, a second panel shows the MLLM dimensions and MLLM Avg.
+    """
+    methods = summary["methods"]
+    objective_cols = [*_OBJECTIVE_HEADERS.values(), "Obj Avg"]
+    objective = {
+        name: [m["objective"][k] for k in (*_OBJECTIVE_HEADERS, "avg")] for name, m in methods.items()
+    }
+    panels: list[tuple[str, Sequence[str], Mapping[str, Sequence[float | None]]]] = [
+        ("objective (0–1)", objective_cols, objective)
+    ]
+    judged = {name: m["mllm"] for name, m in methods.items() if m["mllm"] is not None}
+    if judged:
+        mllm = {name: [dims.get(k) for k in (*_MLLM_HEADERS, "avg")] for name, dims in judged.items()}
+        panels.append(("MLLM judge (0–10)", [*_MLLM_HEADERS.values(), "MLLM Avg"], mllm))
+    return grouped_bars(panels, path)
+
+
+def plot_scores_by_n_refs(summary: Mapping[str, Any], path: str | Path) -> Path:
+    """Plot each method's objective scores against the number of references (needs matplotlib).
+
+    One panel per objective type, one for the mean of the types present at each count (a count
+    rarely has all five types), and one for the MLLM Avg when judged; one line per method.
+    """
+    plt = _pyplot()
+
+    def objective(key: str) -> Callable[[Mapping[str, Any]], float | None]:
+        return lambda agg: agg["objective"].get(key)
+
+    panels = [(title, objective(key)) for key, title in _OBJECTIVE_HEADERS.items()]
+    panels.append(("Mean of types present", objective("avg_present")))
+    if any(m["mllm"] is not None for m in summary["methods"].values()):
+        panels.append(("MLLM, mean of dims present", lambda agg: (agg["mllm"] or {}).get("avg_present")))
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4), sharex=True, layout="none")
     colours = {name: f"C{i % 10}" for i, name in enumerate(summary["methods"])}  # same colour in every panel
-    for ax, key in zip(axes, panels, strict=True):
+    for ax, (title, value) in zip(axes, panels, strict=True):
         for name, method in summary["methods"].items():
             points = [
-                (int(n), agg["objective"][key])
-                for n, agg in method["by_n_refs"].items()
-                if agg["objective"][key] is not None
+                (int(n), value(agg)) for n, agg in method["by_n_refs"].items() if value(agg) is not None
             ]
             if points:
                 xs, ys = zip(*points, strict=True)
                 ax.plot(xs, ys, marker="o", label=name, color=colours[name])
-        ax.set_title(_OBJECTIVE_HEADERS.get(key, "Obj Avg"))
+        ax.set_title(title)
         ax.set_xlabel("number of references")
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
