@@ -6,6 +6,7 @@ Importing rewardkit never imports diffusers or transformers.
 
 from rewardkit.backbone.registry import list_backbones, load_backbone, make_tiny_checkpoint
 from rewardkit.core.advantages import gdpo_advantages, group_advantages
+from rewardkit.core.baseline import BaselineState, baseline_advantages
 from rewardkit.core.kl import kl_gaussian, kl_v_based, kl_x_based
 from rewardkit.core.loss import PolicyLossStats, clipped_policy_loss
 from rewardkit.core.scaling import drs_scale, drs_steepness
@@ -82,6 +83,7 @@ __version__ = "0.1.0"
 __all__ = [
     "LIGHTING_WEIGHTS",
     "POSE_WEIGHTS",
+    "BaselineState",
     "CSDConfig",
     "CSDModel",
     "ChatClient",
@@ -110,6 +112,7 @@ __all__ = [
     "WeightedReward",
     "__version__",
     "arcface_grade",
+    "baseline_advantages",
     "clip_encoder",
     "clipped_policy_loss",
     "convert_csd_checkpoint",

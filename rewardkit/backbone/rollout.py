@@ -132,6 +132,33 @@ def _check_window(sde_steps: Sequence[int] | Tensor | None, num_steps: int) -> t
     return tuple(sorted(steps))
 
 
+def _check_generators(
+    generator: torch.Generator | Sequence[torch.Generator], group_size: int
+) -> list[torch.Generator] | None:
+    """None for one shared generator, else the list of G per-sample generators (checked)."""
+    if isinstance(generator, torch.Generator):
+        return None
+    if isinstance(generator, Sequence) and all(isinstance(gen, torch.Generator) for gen in generator):
+        if len(generator) != group_size:
+            raise ValueError(
+                f"got {len(generator)} per-sample generators for group_size={group_size}; pass one "
+                "torch.Generator per sample, or a single generator for the whole group"
+            )
+        return list(generator)
+    raise TypeError(
+        "generator must be a torch.Generator or a sequence of G generators (rollouts never draw "
+        "from the global RNG); pass e.g. torch.Generator().manual_seed(seed)"
+    )
+
+
+def _per_sample_noise(generators: Sequence[torch.Generator], x: Tensor) -> Tensor:
+    """`(G, L, D)` standard normal noise, row g drawn from ``generators[g]`` on its device."""
+    rows = [
+        torch.randn(x.shape[1:], generator=gen, dtype=torch.float32, device=gen.device) for gen in generators
+    ]
+    return torch.stack(rows).to(x.device)
+
+
 def _check_positive_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -164,7 +191,7 @@ def rollout(
     *,
     group_size: int,
     num_steps: int,
-    generator: torch.Generator,
+    generator: torch.Generator | Sequence[torch.Generator],
     sde_steps: Sequence[int] | Tensor | None = None,
     noise_level: float = 1.0,
     kind: Kind = "flow_sde",
@@ -183,7 +210,11 @@ def rollout(
         condition: from ``backbone.encode_condition``.
         group_size: G ≥ 1 samples.
         num_steps: N sampling steps.
-        generator: the only source of randomness (initial noise, then SDE noise).
+        generator: the only source of randomness (initial noise, then SDE noise). Either one
+            generator for the whole group, or a sequence of G generators, one per sample:
+            sample g then draws its initial noise and every SDE noise from ``generator[g]``
+            alone, so a group split into parts (e.g. across ranks) with the same per-sample
+            generators yields exactly the samples of the whole group.
         sde_steps: the window $\mathcal W$: step indices that are stochastic and recorded, e.g.
             ``sde_window(N, epoch=e, train_steps=[1, 2, 3])``. None or empty: a deterministic
             (ODE) rollout that records nothing.
@@ -204,11 +235,7 @@ def rollout(
         _check_positive_int("micro_batch", micro_batch)
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    if not isinstance(generator, torch.Generator):
-        raise TypeError(
-            "generator must be a torch.Generator (rollouts never draw from the global RNG); "
-            "pass e.g. torch.Generator().manual_seed(seed)"
-        )
+    per_sample = _check_generators(generator, g)
     if guidance_scale > 1.0 and not condition.has_negative:
         raise ValueError(
             f"guidance_scale={guidance_scale} > 1 needs negative-prompt features; encode the "
@@ -217,12 +244,16 @@ def rollout(
     window = _check_window(sde_steps, n)
     sigmas = backbone.sigmas(n, condition.height, condition.width)
     sigma_max = float(sigmas[1]) if n >= 2 else None
-    if latents is None:
-        x = backbone.initial_latents(g, condition.height, condition.width, generator=generator)
-    else:
+    shared = generator if isinstance(generator, torch.Generator) else None
+    if latents is not None:
         if latents.ndim != 3 or latents.shape[0] != g:
             raise ValueError(f"latents must be (G={g}, L, D), got {tuple(latents.shape)}")
         x = latents
+    elif per_sample is None:
+        x = backbone.initial_latents(g, condition.height, condition.width, generator=shared)
+    else:  # sample by sample, as diffusers' randn_tensor does for a list of generators
+        h, w = condition.height, condition.width
+        x = torch.cat([backbone.initial_latents(1, h, w, generator=gen) for gen in per_sample])
     x = x.to(device=backbone.device, dtype=torch.float32)
 
     recorded: list[tuple[Tensor, Tensor, Tensor]] = []
@@ -246,7 +277,8 @@ def rollout(
                     sigma_next,
                     kind=kind,
                     noise_level=noise_level,
-                    generator=generator,
+                    generator=shared,
+                    noise=None if per_sample is None else _per_sample_noise(per_sample, x),
                     sigma_max=sigma_max,
                 )
                 recorded.append((x, step.next, step.log_prob))

@@ -129,6 +129,24 @@ def test_ragged_references_batch_within_a_group(name: str, load: Callable[..., A
         assert out.final_latents.shape[:2] == (3, cond.image_seq_len)
 
 
+def test_per_sample_generators_split_a_group_like_ranks_do(name: str, load: Callable[..., Any]) -> None:
+    """A group rolled out in parts (as on several ranks) with per-sample generators is the group."""
+    bb = load(name)
+    (cond,) = bb.encode_condition(["split me"], [ragged_refs(2)], height=32, width=32)
+
+    def part(seeds: list[int]) -> Any:
+        gens = [torch.Generator().manual_seed(s) for s in seeds]
+        return rollout(bb, cond, group_size=len(seeds), num_steps=3, generator=gens, sde_steps=[1],
+                       micro_batch=1, decode=False)  # fmt: skip
+
+    whole, first, rest = part([3, 4, 5]), part([3]), part([4, 5])
+    torch.testing.assert_close(torch.cat([first.final_latents, rest.final_latents]), whole.final_latents)
+    torch.testing.assert_close(
+        torch.cat([first.trajectory.log_probs, rest.trajectory.log_probs]), whole.trajectory.log_probs
+    )
+    assert not torch.allclose(whole.final_latents[0], whole.final_latents[1])
+
+
 def test_lora_gradients_reach_only_the_adapter(name: str, load: Callable[..., Any]) -> None:
     bb = load(name, autocast_dtype="bfloat16")
     with_trained_adapter(bb)

@@ -171,6 +171,31 @@ def test_micro_batch_gives_the_same_rollout() -> None:
     torch.testing.assert_close(split.trajectory.log_probs, full.trajectory.log_probs)
 
 
+def test_per_sample_generators_make_a_split_group_equal_the_whole_group() -> None:
+    """Sample g draws only from generator g, so the group can be split (e.g. across ranks)."""
+
+    def gens(seeds: list[int]) -> list[torch.Generator]:
+        return [torch.Generator().manual_seed(s) for s in seeds]
+
+    kwargs = {"num_steps": 4, "sde_steps": [1, 2], "decode": False}
+    whole = rollout(ToyBackbone(), toy_condition(), group_size=4, generator=gens([5, 6, 7, 8]), **kwargs)
+    first = rollout(ToyBackbone(), toy_condition(), group_size=1, generator=gens([5]), **kwargs)
+    rest = rollout(ToyBackbone(), toy_condition(), group_size=3, generator=gens([6, 7, 8]), **kwargs)
+    torch.testing.assert_close(torch.cat([first.final_latents, rest.final_latents]), whole.final_latents)
+    torch.testing.assert_close(
+        torch.cat([first.trajectory.log_probs, rest.trajectory.log_probs]), whole.trajectory.log_probs
+    )
+    # One generator per sample of a group of one draws exactly what the shared generator draws.
+    shared = rollout(
+        ToyBackbone(), toy_condition(), group_size=1, generator=torch.Generator().manual_seed(5), **kwargs
+    )
+    assert torch.equal(shared.final_latents, first.final_latents)
+    # Different per-sample seeds give different samples.
+    assert not torch.allclose(whole.final_latents[0], whole.final_latents[1])
+    with pytest.raises(ValueError, match="per-sample generators"):
+        rollout(ToyBackbone(), toy_condition(), group_size=2, generator=gens([1]), **kwargs)
+
+
 @pytest.mark.parametrize("kind", ["flow_sde", "dance_sde", "cps"])
 def test_ratio_is_one_before_any_update(kind: str) -> None:
     bb = ToyBackbone()

@@ -1,0 +1,267 @@
+r"""Stage I recipe: supervised flow-matching fine-tuning of a LoRA adapter (``rewardkit sft``).
+
+For each (prompt, references) → target instance the loop draws a grid index $j$ and noise
+$\varepsilon$, noises the target's latent $x_0$ to $x_\sigma = (1-\sigma_j)x_0 + \sigma_j\varepsilon$
+and regresses the velocity on $\varepsilon - x_0$ with the timestep weight $w_j$
+(``rl-math.md`` §9):
+
+$$
+L = \frac1B\sum_b w_{j_b}\,\frac1D\big\lVert v_\theta(x_{\sigma_{j_b}}, \sigma_{j_b}, c_b)
+- (\varepsilon_b - x_{0,b})\big\rVert^2 .
+$$
+
+AdamW on the float32 LoRA weights (the backbone runs its forward under its bf16 autocast
+option), gradient accumulation, gradient clipping, data-parallel over processes (gradients
+averaged), resumable checkpoints. The output folder ends with ``adapter/`` (which
+``rewardkit grpo --adapter`` reads directly), ``export/`` (diffusers and peft formats),
+``metrics.jsonl`` and ``loss_curve.png``.
+"""
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from rewardkit.core.flow_matching import (
+    bell_timestep_weights,
+    flow_matching_loss,
+    noisy_latents,
+    sample_timesteps,
+    training_sigmas,
+)
+from rewardkit.recipes import _common as rc
+from rewardkit.recipes.config import ConfigError, SFTConfig, config_fingerprint
+from rewardkit.training import (
+    CheckpointError,
+    LoraExport,
+    capture_rng_state,
+    export_lora,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+
+__all__ = ["SFTResult", "configure", "heldout_loss", "run", "train"]
+
+# Keys that may change between a run and its resumption.
+_RESUMABLE = ("log", "train.epochs", "data.eval", "data.eval_limit", "extra_imports")
+
+
+@dataclass
+class SFTResult:
+    """What [`train`][rewardkit.recipes.sft.train] returns.
+
+    Attributes:
+        history: one record per epoch (``epoch``, ``step``, ``train/loss``, ``heldout/loss``).
+        adapter_dir: the final adapter in the backbone's format (Stage II reads it).
+        export: the diffusers file and peft folder, or None on non-main processes.
+    """
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    adapter_dir: Path | None = None
+    export: LoraExport | None = None
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the ``rewardkit sft`` arguments."""
+    parser.epilog = (
+        "Example: rewardkit sft --config sft.yaml --set train.epochs=2 --output-dir runs/sft. "
+        "See docs/training.md for every config key."
+    )
+    rc.add_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``rewardkit sft``: 0 on success, 2 on a configuration or checkpoint error."""
+    try:
+        config = rc.config_from_args(SFTConfig, "sft", args)
+        if args.print_config:
+            rc.print_config(config)
+            return 0
+        train(config, resume=args.resume)
+    except (ConfigError, CheckpointError) as err:
+        print(f"rewardkit sft: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _instance_loss(
+    split: rc.EncodedSplit,
+    position: int,
+    config: SFTConfig,
+    gen: torch.Generator,
+    sigmas: Tensor,
+    weights: Tensor,
+    num: int = 1,
+) -> Tensor:
+    """Flow-matching loss of one instance at ``num`` timesteps drawn from ``gen`` (mean over them)."""
+    t, backbone = config.train, split.backbone
+    condition, x0 = split.condition(position), split.target_latents(position)
+    index = sample_timesteps(
+        num, t.num_train_timesteps, min_boundary=t.min_boundary, max_boundary=t.max_boundary, generator=gen
+    )
+    losses = []
+    for j in index.tolist():
+        noise = torch.randn(x0.shape, generator=gen).to(x0.device)
+        sigma = float(sigmas[j])
+        velocity = backbone.velocity(noisy_latents(x0, noise, sigma), sigma, condition)
+        losses.append(flow_matching_loss(velocity, x0, noise, weights[j : j + 1].float().to(x0.device)))
+    return torch.stack(losses).mean()
+
+
+@torch.no_grad()
+def heldout_loss(split: rc.EncodedSplit, config: SFTConfig, dist: rc.Dist, sigmas: Tensor) -> float:
+    """Unweighted flow-matching loss on the held-out split at fixed timesteps and noise.
+
+    Instance k always uses the same ``train.eval_timesteps`` grid indices and noise (seeded by
+    ``train.seed`` and k), so values before and after training are comparable.
+    """
+    total = torch.zeros(2, dtype=torch.float64)
+    ones = torch.ones_like(sigmas)
+    for k in range(dist.rank, len(split), dist.world):
+        gen = rc.generator(config.train.seed, 0xE7A1, k)
+        loss = _instance_loss(split, k, config, gen, sigmas, ones, config.train.eval_timesteps)
+        total += torch.tensor([float(loss), 1.0], dtype=torch.float64)
+    if dist.world > 1:
+        total = dist.accelerator.reduce(total.to(dist.device), reduction="sum").cpu()
+    return float(total[0] / total[1])
+
+
+def train(config: SFTConfig, *, resume: str | None = None) -> SFTResult:
+    """Run Stage I with ``config`` (see the module docstring); ``resume="latest"`` continues."""
+    rc.import_modules(config.extra_imports)
+    dist = rc.init_distributed()
+    t, log, d = config.train, config.log, config.data
+    out = Path(log.output_dir)
+    resume_from = rc.resolve_resume(out / "checkpoints", resume)
+
+    # -- model, optimizer, data, timestep grid ------------------------------------------------------
+    backbone = rc.load_model(config.model, dist.device, seed=t.seed)
+    params = backbone.adapter_parameters()
+    optimizer, scheduler = rc.make_optimizer(params, config.optim)
+    train_split = rc.EncodedSplit.load(backbone, d, d.train, d.limit, negative_prompt=None)
+    heldout = (
+        rc.EncodedSplit.load(backbone, d, d.eval, d.eval_limit, negative_prompt=None) if d.eval else None
+    )
+    sigmas = training_sigmas(
+        t.timestep_mu, shift_terminal=t.timestep_shift_terminal, num_train_timesteps=t.num_train_timesteps
+    )
+    weights = bell_timestep_weights(sigmas) if t.weighting == "bell" else torch.ones_like(sigmas)
+    # One micro-batch takes batch_size instances per process; an optimizer step takes GA of them;
+    # the epoch's remainder is dropped so that every step is complete.
+    per_micro, ga = dist.world * t.batch_size, t.gradient_accumulation_steps
+    micro_per_epoch = len(train_split) // (per_micro * ga) * ga
+    if micro_per_epoch == 0:
+        raise ConfigError(
+            f"{len(train_split)} training instances are fewer than one optimizer step needs ({dist.world} "
+            f"processes × train.batch_size {t.batch_size} × train.gradient_accumulation_steps {ga})"
+        )
+    fingerprint = config_fingerprint(config, ignore=_RESUMABLE) + f"-world{dist.world}"
+
+    # -- state, or resume ---------------------------------------------------------------------------
+    epoch, micro, step, history = 0, 0, 0, []
+    if resume_from is not None:
+        state = load_checkpoint(resume_from, fingerprint=fingerprint)
+        with torch.no_grad():
+            for p, saved in zip(params, state["adapter"], strict=True):
+                p.copy_(saved)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        restore_rng_state(state["rng"])
+        epoch, micro, step, history = state["epoch"], state["micro"], state["step"], state["history"]
+        print(f"[sft] resumed from {resume_from} (epoch {epoch}, micro-batch {micro}, step {step})")
+
+    def checkpoint() -> None:
+        if dist.is_main:
+            state = {
+                "adapter": list(params),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "rng": capture_rng_state(),
+                "epoch": epoch,
+                "micro": micro,
+                "step": step,
+                "history": history,
+            }
+            save_checkpoint(out / "checkpoints", step, state, fingerprint=fingerprint, keep=log.keep)
+        dist.barrier()
+
+    logger = rc.MetricLogger.for_run(dist, log, config, "sft")
+    if heldout is not None and not history:
+        history.append({"epoch": 0, "step": 0, "heldout/loss": heldout_loss(heldout, config, dist, sigmas)})
+        logger.log(0, history[-1], header="before training")
+
+    # -- the loop -----------------------------------------------------------------------------------
+    recent, started = rc.Stats(), time.perf_counter()
+    while epoch < t.epochs:
+        order = rc.data_order(len(train_split), t.seed, epoch)
+        show = log.progress and dist.is_main
+        bar = tqdm(total=micro_per_epoch, initial=micro, desc=f"sft epoch {epoch}", disable=not show)
+        epoch_stats = rc.Stats()
+        while micro < micro_per_epoch:
+            # This process's instances of the global micro-batch; each has its own seeded draw.
+            first = micro * per_micro + dist.rank * t.batch_size
+            for q in range(first, first + t.batch_size):
+                loss = _instance_loss(
+                    train_split, order[q], config, rc.generator(t.seed, epoch, q), sigmas, weights
+                )
+                torch.autograd.backward(loss / (t.batch_size * ga))
+                recent.add(loss=loss.detach())
+                epoch_stats.add(loss=loss.detach())
+            micro += 1
+            bar.update(1)
+            if micro % ga:
+                continue
+            recent.add(
+                grad_norm=rc.clip_and_step(dist, params, optimizer, scheduler, config.optim.max_grad_norm)
+            )
+            step += 1
+            if step % log.log_every == 0:
+                elapsed, means = time.perf_counter() - started, recent.means(dist)
+                metrics: dict[str, float] = {
+                    "train/loss": means["loss"],
+                    "grad_norm": means["grad_norm"],
+                    "lr": float(scheduler.get_last_lr()[0]),
+                    "samples_per_s": len(recent.values["loss"]) * dist.world / elapsed,
+                }
+                logger.log(step, metrics, header=f"step {step}")
+                recent, started = rc.Stats(), time.perf_counter()
+            if step % log.save_every == 0 and micro < micro_per_epoch:
+                checkpoint()
+        bar.close()
+        epoch, micro = epoch + 1, 0
+        record = {"epoch": float(epoch), "step": float(step), "train/loss": epoch_stats.means(dist)["loss"]}
+        if heldout is not None:
+            record["heldout/loss"] = heldout_loss(heldout, config, dist, sigmas)
+        history.append(record)
+        logger.log(step, record, header=f"epoch {epoch}/{t.epochs}")
+        checkpoint()
+
+    # -- outputs: the adapter (Stage II reads it), its exports, the loss curve -----------------------
+    result = SFTResult(history=history)
+    if dist.is_main:
+        result.adapter_dir = backbone.save_adapter(out / "adapter")
+        result.export = export_lora(backbone, out / "export")
+        if log.plot:
+            curves = ["train/loss", "heldout/loss"]
+            rc.plot_history(
+                history, curves, out / "loss_curve.png", x="epoch", title="SFT flow-matching loss"
+            )
+        print(
+            f"[sft] adapter: {result.adapter_dir}; exports: {result.export.diffusers_file.parent}, "
+            f"{result.export.peft_dir}"
+        )
+    logger.close()
+    dist.barrier()
+    return result
+
+
+if __name__ == "__main__":
+    from rewardkit.cli import main
+
+    raise SystemExit(main(["sft", *sys.argv[1:]]))

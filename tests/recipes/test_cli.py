@@ -1,0 +1,35 @@
+"""``rewardkit sft`` / ``rewardkit grpo`` on the command line: help, config printing, errors."""
+
+import pytest
+import yaml
+
+from rewardkit.cli import main
+
+
+@pytest.mark.parametrize("recipe", ["sft", "grpo"])
+def test_help(recipe: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([recipe, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert f"usage: rewardkit {recipe}" in out
+    for flag in ("--config", "--set", "--resume", "--model-path", "--output-dir", "--print-config"):
+        assert flag in out
+    assert "docs/training.md" in out
+
+
+@pytest.mark.parametrize("recipe", ["sft", "grpo"])
+def test_print_config_resolves_flags_and_overrides(recipe: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main([recipe, "--backbone", "flux2-klein", "--model-path", "ckpt", "--train-data", "m.json",
+                 "--epochs", "3", "--set", "optim.lr=2e-4", "--print-config"])  # fmt: skip
+    assert code == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"] | {"path": "ckpt", "backbone": "flux2-klein", "lora_rank": 32} == printed["model"]
+    assert printed["train"]["epochs"] == 3 and printed["optim"]["lr"] == 2e-4
+
+
+def test_config_errors_exit_2_with_the_key(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["grpo", "--model-path", "ckpt", "--print-config"]) == 2
+    assert "rewardkit grpo: error: data.train is required" in capsys.readouterr().err
+    assert main(["sft", "--model-path", "c", "--train-data", "m", "--set", "train.bach_size=2"]) == 2
+    assert "did you mean 'batch_size'" in capsys.readouterr().err
