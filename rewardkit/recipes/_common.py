@@ -123,6 +123,23 @@ def config_from_args(cls: type[C], recipe: str, args: argparse.Namespace) -> C:
     return load_config(cls, recipe=recipe, path=args.config, values=values, overrides=args.overrides)  # type: ignore[arg-type]
 
 
+def run_recipe(cls: type[C], recipe: str, args: argparse.Namespace, train: Any) -> int:
+    """Shared body of ``rewardkit sft|grpo``: build the config, print or train it.
+
+    Returns 0 on success and 2 on a configuration or checkpoint error (printed, not raised).
+    """
+    try:
+        config = config_from_args(cls, recipe, args)
+        if args.print_config:
+            print_config(config)
+            return 0
+        train(config, resume=args.resume)
+    except (ConfigError, CheckpointError) as err:
+        print(f"rewardkit {recipe}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def print_config(config: Any) -> None:
     """The resolved config as YAML on stdout."""
     import yaml

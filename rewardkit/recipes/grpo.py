@@ -47,7 +47,6 @@ from rewardkit.recipes import _common as rc
 from rewardkit.recipes.config import ConfigError, GRPOConfig, config_fingerprint
 from rewardkit.rewards import RewardSet
 from rewardkit.training import (
-    CheckpointError,
     EMAState,
     LoraExport,
     capture_rng_state,
@@ -94,16 +93,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``rewardkit grpo``: 0 on success, 2 on a configuration or checkpoint error."""
-    try:
-        config = rc.config_from_args(GRPOConfig, "grpo", args)
-        if args.print_config:
-            rc.print_config(config)
-            return 0
-        train(config, resume=args.resume)
-    except (ConfigError, CheckpointError) as err:
-        print(f"rewardkit grpo: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return rc.run_recipe(GRPOConfig, "grpo", args, train)
 
 
 def advantages_and_weights(

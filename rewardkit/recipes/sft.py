@@ -37,7 +37,6 @@ from rewardkit.core.flow_matching import (
 from rewardkit.recipes import _common as rc
 from rewardkit.recipes.config import ConfigError, SFTConfig, config_fingerprint
 from rewardkit.training import (
-    CheckpointError,
     LoraExport,
     capture_rng_state,
     export_lora,
@@ -78,16 +77,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``rewardkit sft``: 0 on success, 2 on a configuration or checkpoint error."""
-    try:
-        config = rc.config_from_args(SFTConfig, "sft", args)
-        if args.print_config:
-            rc.print_config(config)
-            return 0
-        train(config, resume=args.resume)
-    except (ConfigError, CheckpointError) as err:
-        print(f"rewardkit sft: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return rc.run_recipe(SFTConfig, "sft", args, train)
 
 
 def _instance_loss(
