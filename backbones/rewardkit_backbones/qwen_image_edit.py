@@ -574,13 +574,14 @@ TINY_OPTIONS: dict[str, Any] = {
 }
 
 
-def make_tiny_checkpoint(directory: Path) -> Path:
+def make_tiny_checkpoint(directory: Path, *, tokenizer: Any = None) -> Path:
     """Write a tiny random-weight Qwen-Image-Edit-2511-style pipeline to ``directory``.
 
     Same classes as the real checkpoint (``QwenImageTransformer2DModel`` with
     ``zero_cond_t=True``, ``AutoencoderKLQwenImage``, ``Qwen2_5_VLForConditionalGeneration``,
     ``Qwen2VLProcessor``, the 2511 scheduler config) with tiny sizes, deterministic weights
-    (seed 0, global RNG untouched) and a byte-level tokenizer built in code.
+    (seed 0, global RNG untouched) and a byte-level tokenizer built in code, or ``tokenizer``
+    (e.g. from ``train_bpe_tokenizer``; the text encoder's vocabulary follows its size).
     """
     from diffusers import (
         AutoencoderKLQwenImage,
@@ -598,7 +599,7 @@ def make_tiny_checkpoint(directory: Path) -> Path:
 
     from rewardkit_backbones._tokenizer import make_byte_tokenizer
 
-    tok = make_byte_tokenizer()
+    tok = make_byte_tokenizer() if tokenizer is None else tokenizer
     tid = tok.convert_tokens_to_ids
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)

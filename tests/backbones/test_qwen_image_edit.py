@@ -136,3 +136,23 @@ def test_unsupported_scheduler_is_refused(tiny_checkpoints: dict[str, Path], tmp
     )
     with pytest.raises(ValueError, match="dynamic exponential shifting"):
         rewardkit.load_backbone(NAME, copy, device="cpu")
+
+
+def test_tiny_checkpoint_with_a_trained_tokenizer(tmp_path: Path) -> None:
+    """A word-level tokenizer shortens the text sequence; the text encoder's vocabulary follows it."""
+    from rewardkit_backbones._tokenizer import train_bpe_tokenizer
+    from rewardkit_backbones.qwen_image_edit import make_tiny_checkpoint
+
+    import rewardkit
+
+    prompt = "Compose the red striped circle from image 1 in front of the meadow of image 2."
+    tok = train_bpe_tokenizer([prompt] * 10)
+    make_tiny_checkpoint(tmp_path / "bpe", tokenizer=tok)
+    rewardkit.make_tiny_checkpoint("qwen-image-edit-2511", tmp_path / "bytes")
+    lengths = {}
+    for name in ("bpe", "bytes"):
+        backbone: Any = rewardkit.load_backbone("qwen-image-edit-2511", tmp_path / name, device="cpu")
+        assert backbone.pipe.text_encoder.config.text_config.vocab_size == len(backbone.pipe.tokenizer)
+        (cond,) = backbone.encode_condition([prompt], [[rgb(32, 32), rgb(32, 32, 1)]], height=32, width=32)
+        lengths[name] = cond.prompt_embeds.shape[1]
+    assert lengths["bpe"] < lengths["bytes"] - 50

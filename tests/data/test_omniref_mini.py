@@ -1,3 +1,4 @@
+import itertools
 import json
 import re
 from pathlib import Path
@@ -78,3 +79,15 @@ def test_bad_arguments(args, match) -> None:
         make_instance(*args, np.random.default_rng(0))
     with pytest.raises(ValueError, match="size must be >= 32"):
         make_instance("subject", 2, np.random.default_rng(0), size=16)
+
+
+@given(st.sampled_from(PAIRS), st.integers(0, 2**32 - 1))
+def test_subjects_are_laid_out_in_prompt_order(pair, seed) -> None:
+    """Subject k takes the k-th grid cell in reading order: the layout follows from the prompt."""
+    category, n_refs = pair
+    inst = make_instance(category, n_refs, np.random.default_rng(seed), size=64)
+    centres = [((x1 + x2) / 2, (y1 + y2) / 2) for x1, y1, x2, y2 in inst.subject_boxes]
+    for (xa, ya), (xb, yb) in itertools.pairwise(centres):
+        # the next subject is on a lower row, or on the same row further right (rows are
+        # >= 21 px apart at 64 px; jitter and shape offsets move a centre by < 7 px)
+        assert yb > ya + 13.5 or (abs(yb - ya) <= 13.5 and xb > xa)

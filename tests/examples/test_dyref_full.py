@@ -1,0 +1,146 @@
+"""examples/dyref_full.py: option handling, the ablation table, and the whole run (slow)."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+dyref = _load("dyref_full")
+
+
+def _plan(*argv: str) -> Any:
+    return dyref.make_plan(dyref.build_parser().parse_args(list(argv)))
+
+
+def test_help_documents_every_option(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        dyref.main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--quick", "--ablation", "--backbone", "--model-path", "--data", "--test-data",
+                   "--rewards", "--config", "--out", "--device", "--seed", "--resume"):  # fmt: skip
+        assert option in text
+    assert "accelerate launch" in text
+
+
+def test_default_plan_uses_the_embedded_backbone_and_offline_rewards() -> None:
+    plan = _plan("--out", "x")
+    assert Path(plan.model["path"]) == dyref.EMBEDDED_BACKBONE
+    assert (dyref.EMBEDDED_BACKBONE / "model_index.json").is_file()
+    assert [r["reward"] for r in plan.rewards] == ["offline_similarity", "offline_style"]
+    assert plan.rewards[0]["options"]["drs"] is True
+    assert plan.generation.height == 64 and plan.generation.guidance_scale == 1.0
+    assert plan.train is None and plan.n_train == dyref.PRESETS["default"].n_train
+    quick = _plan("--quick", "--out", "x")
+    assert quick.n_train < plan.n_train
+    assert quick.grpo["train"]["epochs"] < plan.grpo["train"]["epochs"]
+
+
+def test_real_weights_start_from_the_recipe_defaults(tmp_path: Path) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text("sft: {train: {epochs: 3}}\neval: {generation: {num_steps: 30}}\n")
+    plan = _plan("--model-path", "/models/qwen", "--rewards", "dyref", "--config", str(config))
+    assert plan.model["path"] == "/models/qwen"
+    assert plan.sft == {"train": {"epochs": 3}}  # no tiny preset on top of real weights
+    assert plan.grpo == {}
+    assert plan.generation.num_steps == 30 and plan.generation.guidance_scale == 4.0
+    assert plan.rewards[0]["reward"] == "siglip_similarity" and plan.rewards[1]["reward"] == "csd_score"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--config", "missing.yaml"], "does not exist"),
+        (["--data", "nowhere/train/metadata.json"], "pass --test-data"),
+        (["--backbone", "flux2-klein"], "needs --model-path"),
+    ],
+)
+def test_bad_options_exit_2_with_a_message(
+    argv: list[str], message: str, capsys: Any, tmp_path: Path
+) -> None:
+    assert dyref.main([*argv, "--out", str(tmp_path / "run")]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_unknown_config_section_is_rejected(tmp_path: Path, capsys: Any) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text("trainer: {}\n")
+    assert dyref.main(["--config", str(config), "--out", str(tmp_path / "run")]) == 2
+    assert "top-level keys" in capsys.readouterr().err
+
+
+def test_used_run_folder_is_refused(tmp_path: Path, capsys: Any) -> None:
+    (tmp_path / "old.txt").write_text("x")
+    assert dyref.main(["--out", str(tmp_path)]) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_ablation_variants_change_only_their_component() -> None:
+    rewards = dyref.OFFLINE_REWARDS
+    no_drs = dyref.variant_rewards(rewards, "no_drs")
+    assert no_drs[0]["options"]["drs"] is False and no_drs[1] == rewards[1]
+    assert rewards[0]["options"]["drs"] is True  # the shared list is not mutated
+    assert [r["name"] for r in dyref.variant_rewards(rewards, "no_style")] == ["image_similarity"]
+    assert dyref.variant_rewards(rewards, None) == rewards
+    assert dyref.ABLATIONS["no_dar"] == {"dar": {"enabled": False}}
+    assert dyref.ABLATIONS["sft_only"] is None
+
+
+def test_ablation_table_has_a_row_per_setting() -> None:
+    def method(avg: float) -> dict[str, Any]:
+        keys = ("subject", "style", "background", "lighting", "pose")
+        return {"objective": {**dict.fromkeys(keys, avg), "avg": avg, "avg_present": avg}}
+
+    summary = {"methods": {"sft_only": method(0.5), "full": method(0.625)}}
+    table = dyref.ablation_table(summary).splitlines()
+    assert table[0].startswith("| Setting | Subject")
+    assert table[2].startswith("| sft_only |") and table[2].endswith("| 0.5000 |")
+    assert table[3].startswith("| full |") and table[3].endswith("| 0.6250 |")
+
+
+@pytest.mark.slow
+def test_default_run_improves_stage_by_stage(tmp_path: Path) -> None:
+    """The README's run: SFT beats the base model and RL beats SFT on the average objective score."""
+    out = tmp_path / "run"
+    assert dyref.main(["--seed", "0", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["methods"]) == {"base", "sft", "rl"}
+    avg = {m: summary["methods"][m]["objective"]["avg"] for m in ("base", "sft", "rl")}
+    assert avg["base"] < avg["sft"] < avg["rl"], avg
+    for name in ("report.md", "score_vs_n_refs.png", "scores_by_type.png", "reward_curves.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert (out / "sft" / "adapter").is_dir() and (out / "grpo" / "adapter").is_dir()
+    assert list((out / "grpo" / "checkpoints").iterdir())
+    assert "| RL" in (out / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_quick_ablation_writes_its_table(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert dyref.main(["--quick", "--ablation", "--seed", "0", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["methods"]) == {"base", "sft", "rl"}
+    table = (out / "ablation" / "table.md").read_text()
+    for row in dyref.ABLATIONS:
+        assert f"| {row} |" in table
+    assert "Ablation" in (out / "report.md").read_text()
+    ablation = json.loads((out / "ablation" / "summary.json").read_text())
+    # SFT only and full reuse the main run's images: same scores as sft and rl
+    assert ablation["methods"]["full"]["objective"] == summary["methods"]["rl"]["objective"]
+    assert ablation["methods"]["sft_only"]["objective"] == summary["methods"]["sft"]["objective"]
