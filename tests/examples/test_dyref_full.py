@@ -141,6 +141,8 @@ def test_quick_ablation_writes_its_table(tmp_path: Path) -> None:
         assert f"| {row} |" in table
     assert "Ablation" in (out / "report.md").read_text()
     ablation = json.loads((out / "ablation" / "summary.json").read_text())
-    # SFT only and full reuse the main run's images: same scores as sft and rl
-    assert ablation["methods"]["full"]["objective"] == summary["methods"]["rl"]["objective"]
-    assert ablation["methods"]["sft_only"]["objective"] == summary["methods"]["sft"]["objective"]
+    # SFT only and full reuse the main run's images: the same scores as sft and rl (up to the
+    # float32 rounding of encoder batches)
+    for row, method in (("full", "rl"), ("sft_only", "sft")):
+        got, expected = ablation["methods"][row]["objective"], summary["methods"][method]["objective"]
+        assert got == pytest.approx(expected, rel=1e-5), row
