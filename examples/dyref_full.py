@@ -27,7 +27,7 @@ import rewardkit
 from rewardkit.evaluation import Run
 from rewardkit.evaluation.generation import GenerationSettings
 from rewardkit.recipes import _common as rc
-from rewardkit.recipes.config import GRPOConfig, SFTConfig, config_to_dict, load_config
+from rewardkit.recipes.config import GRPOConfig, SFTConfig, config_to_dict, deep_merge, load_config
 
 logger = logging.getLogger("dyref")
 
@@ -109,17 +109,6 @@ _GRPO_COMMON = {
     "ema": {"enabled": False},
     "eval": {"every": 0, "num_steps": 8, "guidance_scale": 1.0, "negative_prompt": None},
 }
-
-
-def _merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in update.items():
-        out[key] = (
-            _merge(out[key], value)
-            if isinstance(value, Mapping) and isinstance(out.get(key), Mapping)
-            else value
-        )
-    return out
 
 
 @dataclass
@@ -236,9 +225,9 @@ def make_plan(args: argparse.Namespace) -> Plan:
         model["path"] = str(EMBEDDED_BACKBONE)
     elif "path" not in user.get("model", {}):
         raise UsageError(f"--backbone {args.backbone} needs --model-path (the embedded backbone is Qwen's)")
-    model = _merge(model, user.get("model", {}))
+    model = deep_merge(model, user.get("model", {}))
     if args.device:
-        model = _merge(model, {"options": {"device": args.device}})
+        model = deep_merge(model, {"options": {"device": args.device}})
     embedded = Path(model["path"]) == EMBEDDED_BACKBONE
     rewards = user.get("rewards")
     if rewards is None:
@@ -252,15 +241,15 @@ def make_plan(args: argparse.Namespace) -> Plan:
         settings = GenerationSettings(**generation | evaluation.pop("generation", {}))
     except (TypeError, ValueError) as err:
         raise UsageError(f"--config {args.config}: eval.generation: {err}") from err
-    sft_base = _merge(_SHARED, preset.sft) if embedded else {}
-    grpo_base = _merge(_merge(_SHARED, _GRPO_COMMON), preset.grpo) if embedded else {}
+    sft_base = deep_merge(_SHARED, preset.sft) if embedded else {}
+    grpo_base = deep_merge(deep_merge(_SHARED, _GRPO_COMMON), preset.grpo) if embedded else {}
     return Plan(
         out=out,
         train=Path(train) if train else None,
         test=Path(test) if test else None,
         model=model,
-        sft=_merge(sft_base, user.get("sft", {})),
-        grpo=_merge(grpo_base, user.get("grpo", {})),
+        sft=deep_merge(sft_base, user.get("sft", {})),
+        grpo=deep_merge(grpo_base, user.get("grpo", {})),
         rewards=rewards,
         generation=settings,
         evaluation=evaluation,
@@ -274,7 +263,7 @@ def variant_rewards(rewards: list[dict[str, Any]], variant: str | None) -> list[
     """The reward set of an ablation row: DRS off, or the style reward removed."""
     if variant == "no_drs":
         return [
-            _merge(r, {"options": {"drs": False}}) if r.get("name") == "image_similarity" else r
+            deep_merge(r, {"options": {"drs": False}}) if r.get("name") == "image_similarity" else r
             for r in rewards
         ]
     if variant == "no_style":
@@ -303,7 +292,7 @@ def run_sft(plan: Plan, train: Path, test: Path, resume: bool) -> Path:
     if resume and (out / "adapter").is_dir() and (out / "export").is_dir():
         logger.info("Stage I already done: %s", out / "adapter")
         return out / "adapter"
-    values = _merge(
+    values = deep_merge(
         plan.sft,
         {
             "model": plan.model,
@@ -329,8 +318,8 @@ def run_grpo(
         return out / "adapter"
     overrides = dict(overrides)
     rewards = variant_rewards(plan.rewards, overrides.pop("rewards", None))
-    values = _merge(plan.grpo, overrides)
-    values = _merge(
+    values = deep_merge(plan.grpo, overrides)
+    values = deep_merge(
         values,
         {
             "model": {**plan.model, "adapter": str(adapter)},

@@ -51,6 +51,7 @@ __all__ = [
     "SFTTrainConfig",
     "config_fingerprint",
     "config_to_dict",
+    "deep_merge",
     "load_config",
 ]
 
@@ -688,11 +689,17 @@ def _build(cls: type[C], data: Mapping[str, Any], where: str = "") -> C:
     return cls(**kwargs)
 
 
-def _deep_merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """``update`` merged into a copy of ``base``: nested mappings merge, other values replace.
+
+    Example:
+        >>> deep_merge({"train": {"epochs": 6, "seed": 0}}, {"train": {"epochs": 2}})
+        {'train': {'epochs': 2, 'seed': 0}}
+    """
     out = dict(base)
     for key, value in update.items():
         if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = _deep_merge(dict(out[key]), value)
+            out[key] = deep_merge(dict(out[key]), value)
         else:
             out[key] = value
     return out
@@ -766,16 +773,16 @@ def load_config(
         (8, 32)
     """
     raw: dict[str, Any] = _read_yaml(path) if path is not None else {}
-    raw = _deep_merge(raw, values or {})
+    raw = deep_merge(raw, values or {})
     for text in overrides:
-        raw = _deep_merge(raw, _parse_override(text))
+        raw = deep_merge(raw, _parse_override(text))
     model = raw.get("model", {})
     backbone = model.get("backbone") if isinstance(model, Mapping) else None
     if backbone is None:
         backbone = ModelConfig.backbone
-    merged = _deep_merge(BACKBONE_DEFAULTS[recipe].get(str(backbone), {}), raw)
+    merged = deep_merge(BACKBONE_DEFAULTS[recipe].get(str(backbone), {}), raw)
     defaults = config_to_dict(cls())
-    config = _build(cls, _deep_merge(defaults, merged))
+    config = _build(cls, deep_merge(defaults, merged))
     validate = getattr(config, "validate", None)
     if validate is not None:
         validate()
