@@ -149,8 +149,10 @@ class TorchImageEncoder:
         chunks: list[Tensor] = []
         with torch.inference_mode():
             for start in range(0, len(items), self.batch_size):
-                pixels = self.preprocess(items[start : start + self.batch_size])
-                pixels = pixels.to(device=self.device, dtype=self.dtype)
+                # Generated images may live on the GPU and references on the CPU: bring each
+                # to the encoder's device first, so the batch forms and resizing runs there.
+                chunk = [im.to(self.device) for im in items[start : start + self.batch_size]]
+                pixels = self.preprocess(chunk).to(dtype=self.dtype)
                 chunks.append(self.features(self.module, pixels).float().flatten(1))
         if not chunks:
             return torch.empty(0, 0, device=self.device)
