@@ -1,4 +1,6 @@
-"""Plumbing shared by the recipes: CLI arguments, processes, data, seeds, weights, metrics.
+"""Plumbing shared by the recipes: CLI arguments, processes, seeds, weights, optimiser, resume.
+
+Data loading lives in ``_data.py``, metric logging and plots in ``_metrics.py``.
 
 Nothing here is a training loop; the loops live, whole, in ``sft.py`` and ``grpo.py``.
 """
@@ -6,11 +8,9 @@ Nothing here is a training loop; the loops live, whole, in ``sft.py`` and ``grpo
 import argparse
 import contextlib
 import importlib
-import json
 import math
 import sys
-import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,26 +19,18 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rewardkit.backbone import Backbone, Condition, load_backbone
-from rewardkit.evaluation.benchmark import BenchInstance, Benchmark, load_benchmark
+from rewardkit.backbone import Backbone, load_backbone
 from rewardkit.recipes.config import (
     ConfigError,
-    DataConfig,
-    LogConfig,
     ModelConfig,
     OptimConfig,
     config_to_dict,
     load_config,
 )
-from rewardkit.rewards import Reference, SampleContext
 from rewardkit.training import CheckpointError, latest_checkpoint, load_lora
 
 __all__ = [
     "Dist",
-    "EncodedSplit",
-    "Example",
-    "MetricLogger",
-    "Stats",
     "add_arguments",
     "all_reduce_grads",
     "chunk_plan",
@@ -49,15 +41,10 @@ __all__ = [
     "generator",
     "import_modules",
     "init_distributed",
-    "load_example",
     "load_model",
-    "load_split",
     "make_optimizer",
-    "plot_history",
     "resolve_resume",
-    "reward_metrics",
     "swapped_weights",
-    "tensor_metrics",
     "warmup_scheduler",
     "write_debug",
 ]
@@ -263,157 +250,6 @@ def chunk_plan(total: int, chunks: int, rank: int, world: int) -> list[list[int]
 
 
 # ----------------------------------------------------------------------------------------------
-# data
-# ----------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Example:
-    """One benchmark instance with its images loaded.
-
-    Attributes:
-        instance: the metadata entry.
-        references: RGB PIL images in prompt order (the backbone's condition).
-        target: the ground-truth RGB PIL image, or None.
-        context: the reward context (target as a tensor, typed references).
-    """
-
-    instance: BenchInstance
-    references: list[Any]
-    target: Any
-    context: SampleContext
-
-
-def load_split(metadata: str, limit: int | None) -> Benchmark:
-    """A split's metadata, optionally cut to its first ``limit`` instances."""
-    try:
-        bench = load_benchmark(metadata)
-    except (FileNotFoundError, ValueError) as err:
-        raise ConfigError(f"cannot read data split {metadata!r}: {err}") from err
-    if limit is not None:
-        bench = Benchmark(bench.instances[:limit], bench.root)
-    if len(bench) == 0:
-        raise ConfigError(f"data split {metadata!r} holds no instances")
-    return bench
-
-
-def _open_rgb(path: Path) -> Any:
-    from PIL import Image
-
-    if not path.is_file():
-        raise FileNotFoundError(f"image {str(path)!r} listed in the metadata does not exist")
-    with Image.open(path) as img:
-        return img.convert("RGB")
-
-
-def pil_to_tensor(image: Any) -> Tensor:
-    """RGB PIL image → `(3, H, W)` float32 in [0, 1]."""
-    array = np.asarray(image, dtype=np.float32) / 255.0
-    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
-
-
-def load_example(bench: Benchmark, position: int) -> Example:
-    """Open the images of instance ``position`` of ``bench``."""
-    inst = bench.instances[position]
-    refs = [_open_rgb(bench.resolve(r.path)) for r in inst.references]
-    target = _open_rgb(bench.resolve(inst.target)) if inst.target is not None else None
-    context = SampleContext(
-        prompt=inst.prompt,
-        targets=(pil_to_tensor(target),) if target is not None else (),
-        references=tuple(
-            Reference(pil_to_tensor(img), ref.type, ref.subject_name or "")
-            for img, ref in zip(refs, inst.references, strict=True)
-        ),
-        n_refs=len(refs),
-        metadata={"index": inst.index, "category": inst.category},
-    )
-    return Example(inst, refs, target, context)
-
-
-class EncodedSplit:
-    """A split's examples, conditions and (for SFT) target latents, encoded on demand.
-
-    With ``cache=True`` everything is kept in memory after first use (fast for small splits and
-    tests; memory grows with the split), otherwise each call loads and encodes again.
-    """
-
-    def __init__(
-        self,
-        backbone: Backbone,
-        split: Benchmark,
-        data: DataConfig,
-        *,
-        negative_prompt: str | None,
-        cache: bool,
-    ) -> None:
-        self.backbone, self.split, self.data = backbone, split, data
-        self.negative_prompt = negative_prompt
-        self.cache: dict[tuple[str, int], Any] | None = {} if cache else None
-
-    @classmethod
-    def load(
-        cls,
-        backbone: Backbone,
-        data: DataConfig,
-        metadata: str,
-        limit: int | None,
-        *,
-        negative_prompt: str | None,
-    ) -> "EncodedSplit":
-        """Read a split's metadata (see ``load_split``)."""
-        return cls(
-            backbone, load_split(metadata, limit), data, negative_prompt=negative_prompt, cache=data.cache
-        )
-
-    def __len__(self) -> int:
-        return len(self.split)
-
-    def _cached(self, kind: str, position: int, make: Any) -> Any:
-        if self.cache is None:
-            return make()
-        key = (kind, position)
-        if key not in self.cache:
-            self.cache[key] = make()
-        return self.cache[key]
-
-    def example(self, position: int) -> Example:
-        """Instance ``position`` with its images loaded."""
-        return self._cached("example", position, lambda: load_example(self.split, position))  # type: ignore[no-any-return]
-
-    def condition(self, position: int) -> Condition:
-        """The backbone's condition of instance ``position`` (at ``data.height × data.width``)."""
-
-        def make() -> Condition:
-            ex = self.example(position)
-            (cond,) = self.backbone.encode_condition(
-                [ex.instance.prompt],
-                [ex.references],
-                height=self.data.height,
-                width=self.data.width,
-                negative_prompt=self.negative_prompt,
-            )
-            return cond
-
-        return self._cached("condition", position, make)  # type: ignore[no-any-return]
-
-    def target_latents(self, position: int) -> Tensor:
-        """`(1, L, D)` latents of the target resized to the condition's size."""
-
-        def make() -> Tensor:
-            from PIL import Image
-
-            ex, cond = self.example(position), self.condition(position)
-            if ex.target is None:
-                raise ConfigError(f"instance {ex.instance.index} has no target image; SFT needs targets")
-            image = ex.target.resize((cond.width, cond.height), Image.Resampling.BICUBIC)
-            with torch.no_grad():
-                pixels = pil_to_tensor(image)[None].to(self.backbone.device)
-                return self.backbone.encode_images(pixels).float()
-
-        return self._cached("target", position, make)  # type: ignore[no-any-return]
-
-
-# ----------------------------------------------------------------------------------------------
 # model and weights
 # ----------------------------------------------------------------------------------------------
 
@@ -508,139 +344,6 @@ def resolve_resume(checkpoints: Path, resume: str | None) -> Path | None:
     return path
 
 
-# ----------------------------------------------------------------------------------------------
-# metrics
-# ----------------------------------------------------------------------------------------------
-
-
-class MetricLogger:
-    """Metrics to stdout and ``metrics.jsonl`` (main process), and TensorBoard / W&B when installed.
-
-    Also writes the resolved run configuration to ``config.yaml`` in the output folder.
-    """
-
-    def __init__(
-        self,
-        output_dir: Path,
-        *,
-        enabled: bool,
-        tensorboard: bool,
-        wandb: bool,
-        project: str,
-        config: Mapping[str, Any],
-        name: str,
-    ) -> None:
-        self.enabled = enabled
-        self.name = name
-        self.file = output_dir / "metrics.jsonl"
-        self._tb: Any = None
-        self._wandb: Any = None
-        if not enabled:
-            return
-        output_dir.mkdir(parents=True, exist_ok=True)
-        import yaml
-
-        (output_dir / "config.yaml").write_text(
-            yaml.safe_dump(dict(config), sort_keys=False), encoding="utf-8"
-        )
-        if tensorboard:
-            with contextlib.suppress(ImportError):
-                from torch.utils.tensorboard import SummaryWriter
-
-                self._tb = SummaryWriter(str(output_dir / "tensorboard"))
-        if wandb:
-            try:
-                import wandb as wandb_module
-            except ImportError:
-                print("[rewardkit] log.wandb is on but wandb is not installed; skipping W&B", file=sys.stderr)
-            else:
-                self._wandb = wandb_module.init(project=project, config=dict(config), dir=str(output_dir))
-
-    @classmethod
-    def for_run(cls, dist: Dist, log: LogConfig, config: Any, name: str) -> "MetricLogger":
-        """The logger of a recipe run (enabled on the main process)."""
-        return cls(
-            Path(log.output_dir),
-            enabled=dist.is_main,
-            tensorboard=log.tensorboard,
-            wandb=log.wandb,
-            project=log.wandb_project,
-            config=config_to_dict(config),
-            name=name,
-        )
-
-    def log(self, step: int, metrics: Mapping[str, float], *, header: str) -> None:
-        """Print one line, append a JSON record, forward to TensorBoard / W&B."""
-        if not self.enabled:
-            return
-        shown = " ".join(f"{k}={_fmt(v)}" for k, v in metrics.items())
-        print(f"[{self.name}] {header} | {shown}", flush=True)
-        record = {"step": step, "time": time.time(), **{k: float(v) for k, v in metrics.items()}}
-        with self.file.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-        if self._tb is not None:
-            for key, value in metrics.items():
-                self._tb.add_scalar(key, float(value), step)
-        if self._wandb is not None:
-            self._wandb.log(dict(metrics), step=step)
-
-    def close(self) -> None:
-        """Flush and close the writers."""
-        if self._tb is not None:
-            self._tb.close()
-        if self._wandb is not None:
-            self._wandb.finish()
-
-
-class Stats:
-    """Per-epoch lists of scalars, averaged over the epoch and then over the processes."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, list[float]] = {}
-
-    def add(self, **values: float | Tensor) -> None:
-        """Append one value per name (tensors are read with ``float``)."""
-        for key, value in values.items():
-            self.values.setdefault(key, []).append(float(value))
-
-    def means(self, dist: Dist) -> dict[str, float]:
-        """The mean of each name on this process, then averaged over all processes."""
-        local = {key: sum(v) / len(v) for key, v in self.values.items() if v}
-        if not local:
-            return {}
-        reduced = dist.accelerator.reduce(torch.tensor(list(local.values()), device=dist.device), "mean")
-        return dict(zip(local, reduced.tolist(), strict=True))
-
-
-def reward_metrics(rewards: Tensor, names: Sequence[str], weights: Tensor) -> dict[str, float]:
-    """Each reward's mean and std over the batch (defined samples only) and ``reward/mean``.
-
-    ``reward/mean`` is the batch mean of the weighted sum of the rewards, an undefined (NaN)
-    reward counting as 0, so it is comparable between epochs only when the same rewards apply.
-    """
-    metrics = {"reward/mean": float((rewards.nan_to_num(0.0) @ weights).mean())}
-    for k, name in enumerate(names):
-        valid = rewards[:, k][~rewards[:, k].isnan()]
-        metrics[f"reward/{name}/mean"] = float(valid.mean()) if len(valid) else math.nan
-        metrics[f"reward/{name}/std"] = float(valid.std()) if len(valid) > 1 else 0.0
-    return metrics
-
-
-def tensor_metrics(**tensors: Tensor) -> dict[str, float]:
-    """``name/mean``, ``name/std``, ``name/min`` and ``name/max`` of each tensor."""
-    out: dict[str, float] = {}
-    for name, t in tensors.items():
-        out.update(
-            {
-                f"{name}/mean": float(t.mean()),
-                f"{name}/std": float(t.std()) if t.numel() > 1 else 0.0,
-                f"{name}/min": float(t.min()),
-                f"{name}/max": float(t.max()),
-            }
-        )
-    return out
-
-
 def make_optimizer(
     params: Sequence[torch.nn.Parameter], config: OptimConfig
 ) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
@@ -665,40 +368,3 @@ def clip_and_step(
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     return float(norm)
-
-
-def _fmt(value: float) -> str:
-    if isinstance(value, int) or (math.isfinite(value) and float(value).is_integer() and abs(value) < 1e6):
-        return str(int(value))
-    return f"{value:.4g}"
-
-
-def plot_history(
-    history: Sequence[Mapping[str, float]], keys: Sequence[str], path: Path, *, x: str, title: str
-) -> Path | None:
-    """Line plot of ``keys`` against ``x`` over the history records; None without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        from matplotlib.ticker import MaxNLocator
-    except ImportError:
-        print("[rewardkit] matplotlib is not installed; skipping the plot", file=sys.stderr)
-        return None
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for key in keys:
-        points = [(r[x], r[key]) for r in history if key in r and math.isfinite(r[key])]
-        if points:
-            xs, ys = zip(*points, strict=True)
-            ax.plot(xs, ys, marker="o", label=key)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel(x)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path

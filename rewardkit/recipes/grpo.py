@@ -44,6 +44,8 @@ from rewardkit.core.schedules import sde_window
 from rewardkit.core.sde import sde_coefficients
 from rewardkit.core.weighting import dar_weights
 from rewardkit.recipes import _common as rc
+from rewardkit.recipes._data import EncodedSplit
+from rewardkit.recipes._metrics import MetricLogger, Stats, plot_history, reward_metrics, tensor_metrics
 from rewardkit.recipes.config import ConfigError, GRPOConfig, config_fingerprint
 from rewardkit.rewards import RewardSet
 from rewardkit.training import (
@@ -181,9 +183,7 @@ def _kl(
 
 
 @torch.no_grad()
-def evaluate(
-    config: GRPOConfig, split: rc.EncodedSplit, rewards: RewardSet, dist: rc.Dist
-) -> dict[str, float]:
+def evaluate(config: GRPOConfig, split: EncodedSplit, rewards: RewardSet, dist: rc.Dist) -> dict[str, float]:
     """Mean rewards of deterministic (ODE) samples on the evaluation split, one per instance."""
     e = config.eval
     images, contexts = [], []
@@ -232,10 +232,10 @@ def train(config: GRPOConfig, *, resume: str | None = None) -> GRPOResult:
     optimizer, scheduler = rc.make_optimizer(params, config.optim)
     rewards = RewardSet.from_specs([{**asdict(s), "name": s.name or s.reward} for s in config.rewards])
     d = config.data
-    train_split = rc.EncodedSplit.load(backbone, d, d.train, d.limit, negative_prompt=r.negative_prompt)
+    train_split = EncodedSplit.load(backbone, d, d.train, d.limit, negative_prompt=r.negative_prompt)
     eval_split = None
     if d.eval and config.eval.every:
-        eval_split = rc.EncodedSplit.load(
+        eval_split = EncodedSplit.load(
             backbone, d, d.eval, d.eval_limit, negative_prompt=config.eval.negative_prompt
         )
     fingerprint = config_fingerprint(config, ignore=_RESUMABLE)
@@ -260,7 +260,7 @@ def train(config: GRPOConfig, *, resume: str | None = None) -> GRPOResult:
         baseline = BaselineState(*state["baseline"])
         start, step, history = state["epoch"], state["step"], state["history"]
         print(f"[grpo] resumed from {resume_from} at epoch {start} (step {step})")
-    logger = rc.MetricLogger.for_run(dist, log, config, "grpo")
+    logger = MetricLogger.for_run(dist, log, config, "grpo")
     show = log.progress and dist.is_main
 
     # -- the loop -----------------------------------------------------------------------------------
@@ -331,7 +331,7 @@ def train(config: GRPOConfig, *, resume: str | None = None) -> GRPOResult:
         adv, loss_w = adv[mine], loss_w[mine]
 
         # 4. a single pass over the rollouts: one optimizer step per chunk
-        stats, cursor, first_update = rc.Stats(), 0, list[Tensor]()
+        stats, cursor, first_update = Stats(), 0, list[Tensor]()
         bar = tqdm(total=total // dist.world, desc=f"update {epoch}", unit="sample", disable=not show)
         for ids, chunk in zip(my_chunks, pieces, strict=True):
             for traj, sample_ids in chunk:
@@ -383,9 +383,9 @@ def train(config: GRPOConfig, *, resume: str | None = None) -> GRPOResult:
         record = {
             "epoch": float(epoch + 1),
             "step": float(step),
-            **rc.reward_metrics(all_rewards, scored.names, scored.weights),
+            **reward_metrics(all_rewards, scored.names, scored.weights),
         }
-        record.update(rc.tensor_metrics(adv=adv_sorted, dar=w_sorted))
+        record.update(tensor_metrics(adv=adv_sorted, dar=w_sorted))
         record.update(stats.means(dist))
         record.update(
             {
@@ -437,7 +437,7 @@ def train(config: GRPOConfig, *, resume: str | None = None) -> GRPOResult:
         if log.plot:
             keys = [f"reward/{n}/mean" for n in rewards.names]
             keys += [k for k in (history[-1] if history else {}) if k.startswith("eval/")]
-            rc.plot_history(history, keys, out / "reward_curve.png", x="epoch", title="GRPO rewards")
+            plot_history(history, keys, out / "reward_curve.png", x="epoch", title="GRPO rewards")
         print(
             f"[grpo] EMA adapter: {result.adapter_dir}; exports: {result.export.diffusers_file.parent}, "
             f"{result.export.peft_dir}"

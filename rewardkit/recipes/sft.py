@@ -35,6 +35,8 @@ from rewardkit.core.flow_matching import (
     training_sigmas,
 )
 from rewardkit.recipes import _common as rc
+from rewardkit.recipes._data import EncodedSplit
+from rewardkit.recipes._metrics import MetricLogger, Stats, plot_history
 from rewardkit.recipes.config import ConfigError, SFTConfig, config_fingerprint
 from rewardkit.training import (
     LoraExport,
@@ -81,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _instance_loss(
-    split: rc.EncodedSplit,
+    split: EncodedSplit,
     position: int,
     config: SFTConfig,
     gen: torch.Generator,
@@ -105,7 +107,7 @@ def _instance_loss(
 
 
 @torch.no_grad()
-def heldout_loss(split: rc.EncodedSplit, config: SFTConfig, dist: rc.Dist, sigmas: Tensor) -> float:
+def heldout_loss(split: EncodedSplit, config: SFTConfig, dist: rc.Dist, sigmas: Tensor) -> float:
     """Unweighted flow-matching loss on the held-out split at fixed timesteps and noise.
 
     Instance k always uses the same ``train.eval_timesteps`` grid indices and noise (seeded by
@@ -134,10 +136,8 @@ def train(config: SFTConfig, *, resume: str | None = None) -> SFTResult:
     backbone = rc.load_model(config.model, dist.device, seed=t.seed)
     params = backbone.adapter_parameters()
     optimizer, scheduler = rc.make_optimizer(params, config.optim)
-    train_split = rc.EncodedSplit.load(backbone, d, d.train, d.limit, negative_prompt=None)
-    heldout = (
-        rc.EncodedSplit.load(backbone, d, d.eval, d.eval_limit, negative_prompt=None) if d.eval else None
-    )
+    train_split = EncodedSplit.load(backbone, d, d.train, d.limit, negative_prompt=None)
+    heldout = EncodedSplit.load(backbone, d, d.eval, d.eval_limit, negative_prompt=None) if d.eval else None
     sigmas = training_sigmas(
         t.timestep_mu, shift_terminal=t.timestep_shift_terminal, num_train_timesteps=t.num_train_timesteps
     )
@@ -181,18 +181,18 @@ def train(config: SFTConfig, *, resume: str | None = None) -> SFTResult:
             save_checkpoint(out / "checkpoints", step, state, fingerprint=fingerprint, keep=log.keep)
         dist.barrier()
 
-    logger = rc.MetricLogger.for_run(dist, log, config, "sft")
+    logger = MetricLogger.for_run(dist, log, config, "sft")
     if heldout is not None and not history:
         history.append({"epoch": 0, "step": 0, "heldout/loss": heldout_loss(heldout, config, dist, sigmas)})
         logger.log(0, history[-1], header="before training")
 
     # -- the loop -----------------------------------------------------------------------------------
-    recent, started = rc.Stats(), time.perf_counter()
+    recent, started = Stats(), time.perf_counter()
     while epoch < t.epochs:
         order = rc.data_order(len(train_split), t.seed, epoch)
         show = log.progress and dist.is_main
         bar = tqdm(total=micro_per_epoch, initial=micro, desc=f"sft epoch {epoch}", disable=not show)
-        epoch_stats = rc.Stats()
+        epoch_stats = Stats()
         while micro < micro_per_epoch:
             # This process's instances of the global micro-batch; each has its own seeded draw.
             first = micro * per_micro + dist.rank * t.batch_size
@@ -220,7 +220,7 @@ def train(config: SFTConfig, *, resume: str | None = None) -> SFTResult:
                     "samples_per_s": len(recent.values["loss"]) * dist.world / elapsed,
                 }
                 logger.log(step, metrics, header=f"step {step}")
-                recent, started = rc.Stats(), time.perf_counter()
+                recent, started = Stats(), time.perf_counter()
             if step % log.save_every == 0 and micro < micro_per_epoch:
                 checkpoint()
         bar.close()
@@ -239,9 +239,7 @@ def train(config: SFTConfig, *, resume: str | None = None) -> SFTResult:
         result.export = export_lora(backbone, out / "export")
         if log.plot:
             curves = ["train/loss", "heldout/loss"]
-            rc.plot_history(
-                history, curves, out / "loss_curve.png", x="epoch", title="SFT flow-matching loss"
-            )
+            plot_history(history, curves, out / "loss_curve.png", x="epoch", title="SFT flow-matching loss")
         print(
             f"[sft] adapter: {result.adapter_dir}; exports: {result.export.diffusers_file.parent}, "
             f"{result.export.peft_dir}"
