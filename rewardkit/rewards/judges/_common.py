@@ -41,6 +41,31 @@ def image_data_url(image: ImageInput, *, max_side: int = 512, quality: int = 80)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+class JudgeSettings:
+    """What every judge keeps: its client, failure policy, name and how images are sent.
+
+    Args:
+        client: the chat client that asks the MLLM.
+        on_error: ``"nan"`` (score NaN, keep going) or ``"raise"``.
+        max_side: longest image side sent.
+        jpeg_quality: JPEG quality of the sent images.
+        name: the reward's name.
+    """
+
+    def __init__(
+        self, client: ChatClient, *, on_error: OnError, max_side: int, jpeg_quality: int, name: str
+    ) -> None:
+        check_on_error(on_error)
+        self.client = client
+        self.on_error: OnError = on_error
+        self.max_side = max_side
+        self.jpeg_quality = jpeg_quality
+        self.name = name
+
+    def _url(self, image: ImageInput) -> str:
+        return image_data_url(image, max_side=self.max_side, quality=self.jpeg_quality)
+
+
 def text_part(text: str) -> dict[str, Any]:
     """An OpenAI content part holding text."""
     return {"type": "text", "text": text}

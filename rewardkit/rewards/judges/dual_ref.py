@@ -27,10 +27,9 @@ from torch import Tensor
 
 from rewardkit.rewards._images import Images, as_image_list
 from rewardkit.rewards.judges._common import (
+    JudgeSettings,
     OnError,
     ask,
-    check_on_error,
-    image_data_url,
     image_part,
     parse_failed,
     text_part,
@@ -61,7 +60,7 @@ _SYSTEM = (
 )
 
 
-class DualRefJudge:
+class DualRefJudge(JudgeSettings):
     """Seed 003's three-question yes/no reward (a [`RewardModel`][rewardkit.RewardModel]).
 
     Extras: ``instruction_following``, ``reference_consistency``, ``realism`` (each `(N,)`,
@@ -89,24 +88,19 @@ class DualRefJudge:
     ) -> None:
         if mode not in ("joint", "separate"):
             raise ValueError(f"mode must be 'joint' or 'separate', got {mode!r}")
-        check_on_error(on_error)
-        self.client = client
+        super().__init__(client, on_error=on_error, max_side=max_side, jpeg_quality=jpeg_quality, name=name)
         self.mode = mode
-        self.on_error: OnError = on_error
-        self.max_side = max_side
-        self.jpeg_quality = jpeg_quality
-        self.name = name
 
     def _images(self, image: Tensor, context: SampleContext) -> list[dict[str, object]]:
         parts: list[dict[str, object]] = []
         for k, ref in enumerate(context.references, start=1):
             parts += [
                 text_part(f"Input image {k}:"),
-                image_part(image_data_url(ref.image, max_side=self.max_side, quality=self.jpeg_quality)),
+                image_part(self._url(ref.image)),
             ]
         parts += [
             text_part("Generated image:"),
-            image_part(image_data_url(image, max_side=self.max_side, quality=self.jpeg_quality)),
+            image_part(self._url(image)),
         ]
         return parts
 

@@ -34,12 +34,11 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from rewardkit.rewards._images import ImageInput, Images, as_image_list
+from rewardkit.rewards._images import Images, as_image_list
 from rewardkit.rewards.judges._common import (
+    JudgeSettings,
     OnError,
     ask,
-    check_on_error,
-    image_data_url,
     image_part,
     parse_failed,
     text_part,
@@ -107,7 +106,7 @@ def omniref_applicable(context: SampleContext) -> tuple[str, ...]:
     return tuple(d for d in OMNIREF_DIMENSIONS if d not in _NEEDS or _NEEDS[d] in kinds)
 
 
-class OmniRefJudge:
+class OmniRefJudge(JudgeSettings):
     """MLLM judge with OmniRef's six 0–10 dimensions (a [`RewardModel`][rewardkit.RewardModel]).
 
     Extras: one `(N,)` tensor per dimension (NaN where it does not apply or could not be
@@ -136,16 +135,8 @@ class OmniRefJudge:
     ) -> None:
         if applicability not in ("metadata", "model"):
             raise ValueError(f"applicability must be 'metadata' or 'model', got {applicability!r}")
-        check_on_error(on_error)
-        self.client = client
+        super().__init__(client, on_error=on_error, max_side=max_side, jpeg_quality=jpeg_quality, name=name)
         self.applicability = applicability
-        self.on_error: OnError = on_error
-        self.max_side = max_side
-        self.jpeg_quality = jpeg_quality
-        self.name = name
-
-    def _url(self, image: ImageInput) -> str:
-        return image_data_url(image, max_side=self.max_side, quality=self.jpeg_quality)
 
     def build_request(self, image: Tensor, context: SampleContext) -> Messages:
         """The chat messages for one generated image."""

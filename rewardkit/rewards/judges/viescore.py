@@ -30,12 +30,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from rewardkit.rewards._images import ImageInput, Images, as_image, as_image_list
+from rewardkit.rewards._images import Images, as_image, as_image_list
 from rewardkit.rewards.judges._common import (
+    JudgeSettings,
     OnError,
     ask,
-    check_on_error,
-    image_data_url,
     image_part,
     parse_failed,
     text_part,
@@ -153,7 +152,7 @@ class _Job:
     request: Messages
 
 
-class WeightedRefVIEScore:
+class WeightedRefVIEScore(JudgeSettings):
     """MICo's Weighted-Ref-VIEScore as a [`RewardModel`][rewardkit.RewardModel] (0–100).
 
     The reference image is the sample's first target; the sources are its references
@@ -187,18 +186,10 @@ class WeightedRefVIEScore:
         jpeg_quality: int = 80,
         name: str = "weighted_ref_viescore",
     ) -> None:
-        check_on_error(on_error)
-        self.client = client
+        super().__init__(client, on_error=on_error, max_side=max_side, jpeg_quality=jpeg_quality, name=name)
         self.presence_client = presence_client if presence_client is not None else client
         self.face_similarity = face_similarity
         self.weighting = weighting
-        self.on_error: OnError = on_error
-        self.max_side = max_side
-        self.jpeg_quality = jpeg_quality
-        self.name = name
-
-    def _url(self, image: ImageInput) -> str:
-        return image_data_url(image, max_side=self.max_side, quality=self.jpeg_quality)
 
     def _sc_request(self, image: Tensor, context: SampleContext) -> Messages:
         parts = [
