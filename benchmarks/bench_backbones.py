@@ -8,6 +8,9 @@ Default mode (CPU, tiny offline checkpoints written by ``rewardkit.make_tiny_che
 * **training forward**: seconds per sample of ``step_log_prob`` + backward on a stored trained
   step with a LoRA adapter (gradient checkpointing off and on), and of the no-grad reference
   (adapter off) forward used by the KL term.
+* **flow matching**: the SFT / pre-training loss at ``--noise-draws`` noise levels of one
+  condition as one batched forward (per-sample σ) against one forward per level, as a ratio of
+  times measured in the same run.
 
 ``--block`` mode builds *one real-size transformer block* of each backbone with random weights
 (no download) and times LoRA forward + backward at 512² with reference tokens; meant for a GPU
@@ -94,12 +97,30 @@ def bench_tiny(name: str, root: Path, args: argparse.Namespace) -> None:
             step_log_prob(bb, traj, 1, adapter=False)
 
     t_ref = timed(reference, args.repeats)
+    # SFT / pre-training: k noise levels of one condition, one forward each vs one batched forward.
+    k = args.noise_draws
+    x0 = bb.initial_latents(1, args.size, args.size, generator=torch.Generator().manual_seed(1))
+    noise = bb.initial_latents(k, args.size, args.size, generator=torch.Generator().manual_seed(2))
+    sigma = torch.linspace(0.9, 0.1, k)
+
+    def flow_matching(batched: bool) -> None:
+        for p in bb.adapter_parameters():
+            p.grad = None
+        parts = [slice(0, k)] if batched else [slice(i, i + 1) for i in range(k)]
+        for part in parts:
+            s = sigma[part][:, None, None]
+            v = bb.velocity((1 - s) * x0 + s * noise[part], sigma[part], cond)
+            (v - (noise[part] - x0)).pow(2).mean().backward()
+
+    t_looped = timed(lambda: flow_matching(False), args.repeats)
+    t_batched = timed(lambda: flow_matching(True), args.repeats)
     tokens = f"{cond.image_seq_len}+{cond.reference_latents.shape[1]} img tok"
     print(
         f"{name:22s} {args.refs} refs, {tokens:>16s} | encode {t_encode * 1e3:7.1f} ms/group | "
         f"rollout {g / t_rollout:6.2f} samples/s ({n} steps) | "
         f"train fwd+bwd {t_train / g * 1e3:6.1f} ms/sample (ckpt {t_train_ckpt / g * 1e3:6.1f}) | "
-        f"ref fwd {t_ref / g * 1e3:5.1f} ms/sample"
+        f"ref fwd {t_ref / g * 1e3:5.1f} ms/sample | "
+        f"flow matching ×{k} noise levels: batched / looped time {t_batched / t_looped:.2f}"
     )
 
 
@@ -199,6 +220,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64, help="target side in pixels (tiny mode)")
     parser.add_argument(
         "--autocast", default=None, choices=[None, "bfloat16"], help="autocast dtype (tiny mode)"
+    )
+    parser.add_argument(
+        "--noise-draws", type=int, default=4, help="noise levels per condition in the flow-matching timing"
     )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")

@@ -30,6 +30,7 @@ __all__ = [
     "resolve_device",
     "resolve_dtype",
     "save_lora",
+    "timesteps",
     "write_checkpoint_defaults",
 ]
 
@@ -151,6 +152,24 @@ def check_references(
                 f"reference {i}{where} has aspect ratio {max(w, h) / min(w, h):.2f} > {max_aspect}"
             )
     return refs
+
+
+def timesteps(
+    sigma: float | torch.Tensor, batch: int, *, device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
+    """The transformer's `(B,)` timestep input from one σ for the batch or one σ per sample.
+
+    Per-sample σ lets a trainer draw several noise levels for one condition in a single forward
+    (the condition is encoded once and the batch fills the matrix multiplies).
+    """
+    s = torch.as_tensor(sigma, dtype=torch.float32)
+    if s.ndim == 0:
+        s = s.expand(batch)
+    elif s.shape != (batch,):
+        raise ValueError(f"sigma must be a float or a (B,) tensor with B={batch}, got shape {tuple(s.shape)}")
+    if not torch.isfinite(s).all() or (s < 0).any() or (s > 1).any():
+        raise ValueError(f"sigma must lie in [0, 1], got {s.tolist()}")
+    return s.to(device=device, dtype=dtype)
 
 
 def check_target_size(height: int | None, width: int | None, *, multiple_of: int) -> tuple[int, int] | None:

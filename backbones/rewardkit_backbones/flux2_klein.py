@@ -354,7 +354,7 @@ class Flux2Klein:
     def velocity(
         self,
         latents: Tensor,
-        sigma: float,
+        sigma: float | Tensor,
         condition: Condition,
         *,
         guidance_scale: float = 1.0,
@@ -373,7 +373,7 @@ class Flux2Klein:
         dtype = self.transformer.dtype
         refs = condition.reference_latents.to(self._device).expand(b, -1, -1)
         hidden = torch.cat([latents.to(self._device), refs], dim=1).to(dtype)
-        timestep = torch.full((b,), float(sigma), device=self._device, dtype=dtype)
+        timestep = _common.timesteps(sigma, b, device=self._device, dtype=dtype)
         img_ids = condition.extras["img_ids"].to(self._device)
         with (
             _common.autocast(self._device, self._autocast),

@@ -442,7 +442,7 @@ class QwenImageEdit:
     def velocity(
         self,
         latents: Tensor,
-        sigma: float,
+        sigma: float | Tensor,
         condition: Condition,
         *,
         guidance_scale: float = 1.0,
@@ -461,7 +461,7 @@ class QwenImageEdit:
         dtype = self.transformer.dtype
         refs = condition.reference_latents.to(self._device).expand(b, -1, -1)
         hidden = torch.cat([latents.to(self._device), refs], dim=1).to(dtype)
-        timestep = torch.full((b,), float(sigma), device=self._device, dtype=dtype)
+        timestep = _common.timesteps(sigma, b, device=self._device, dtype=dtype)
         patch = self.multiple_of
         grid = [(1, condition.height // patch, condition.width // patch)]
         grid += [(1, h // patch, w // patch) for h, w in condition.reference_sizes]

@@ -172,7 +172,7 @@ class Backbone(Protocol):
     def velocity(
         self,
         latents: Tensor,
-        sigma: float,
+        sigma: float | Tensor,
         condition: Condition,
         *,
         guidance_scale: float = 1.0,
@@ -185,7 +185,8 @@ class Backbone(Protocol):
 
         Args:
             latents: `(B, L, D)` noisy target latents.
-            sigma: noise level σ ∈ (0, 1].
+            sigma: noise level σ ∈ [0, 1], one for the batch or a `(B,)` tensor (one per
+                sample: several noise levels of one condition in a single forward).
             condition: the shared condition of the B samples.
             guidance_scale: classifier-free guidance scale w (1 = off).
             adapter: False runs the model with its LoRA adapter disabled (KL reference).

@@ -91,19 +91,21 @@ def _instance_loss(
     weights: Tensor,
     num: int = 1,
 ) -> Tensor:
-    """Flow-matching loss of one instance at ``num`` timesteps drawn from ``gen`` (mean over them)."""
+    """Flow-matching loss of one instance at ``num`` timesteps drawn from ``gen`` (mean over them).
+
+    The ``num`` noised copies share the instance's condition, so they go through the backbone as
+    one batch of per-sample σ.
+    """
     t, backbone = config.train, split.backbone
     condition, x0 = split.condition(position), split.target_latents(position)
     index = sample_timesteps(
         num, t.num_train_timesteps, min_boundary=t.min_boundary, max_boundary=t.max_boundary, generator=gen
     )
-    losses = []
-    for j in index.tolist():
-        noise = torch.randn(x0.shape, generator=gen).to(x0.device)
-        sigma = float(sigmas[j])
-        velocity = backbone.velocity(noisy_latents(x0, noise, sigma), sigma, condition)
-        losses.append(flow_matching_loss(velocity, x0, noise, weights[j : j + 1].float().to(x0.device)))
-    return torch.stack(losses).mean()
+    noise = torch.randn((num, *x0.shape[1:]), generator=gen).to(x0.device)
+    x0 = x0.expand(num, *x0.shape[1:])
+    sigma = sigmas[index].float()
+    velocity = backbone.velocity(noisy_latents(x0, noise, sigma.to(x0.device)), sigma, condition)
+    return flow_matching_loss(velocity, x0, noise, weights[index].float().to(x0.device))
 
 
 @torch.no_grad()
@@ -198,7 +200,13 @@ def train(config: SFTConfig, *, resume: str | None = None) -> SFTResult:
             first = micro * per_micro + dist.rank * t.batch_size
             for q in range(first, first + t.batch_size):
                 loss = _instance_loss(
-                    train_split, order[q], config, rc.generator(t.seed, epoch, q), sigmas, weights
+                    train_split,
+                    order[q],
+                    config,
+                    rc.generator(t.seed, epoch, q),
+                    sigmas,
+                    weights,
+                    t.timesteps_per_instance,
                 )
                 torch.autograd.backward(loss / (t.batch_size * ga))
                 recent.add(loss=loss.detach())

@@ -225,6 +225,25 @@ def test_guidance_changes_the_velocity(name: str, load: Callable[..., Any]) -> N
     assert float((v1 - v4).abs().max()) > 1e-4
 
 
+def test_per_sample_sigma_matches_one_call_per_sample(name: str, load: Callable[..., Any]) -> None:
+    bb = load(name)
+    with_trained_adapter(bb)
+    (cond,) = bb.encode_condition(["noise levels"], [ragged_refs(2)], height=32, width=32)
+    x = bb.initial_latents(3, 32, 32, generator=torch.Generator().manual_seed(1))
+    sigma = torch.tensor([0.9, 0.4, 0.05])
+    with torch.no_grad():
+        batched = bb.velocity(x, sigma, cond)
+        looped = torch.cat([bb.velocity(x[i : i + 1], float(sigma[i]), cond) for i in range(3)])
+        shared = bb.velocity(x, torch.tensor(0.4), cond)
+    torch.testing.assert_close(batched, looped, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(shared[1], batched[1], rtol=1e-4, atol=1e-5)
+    assert float((batched[0] - shared[0]).abs().max()) > 1e-4  # σ reaches the transformer
+    with pytest.raises(ValueError, match=r"sigma must be a float or a \(B,\) tensor with B=3"):
+        bb.velocity(x, torch.tensor([0.5, 0.5]), cond)
+    with pytest.raises(ValueError, match=r"sigma must lie in \[0, 1\]"):
+        bb.velocity(x, torch.tensor([0.5, float("nan"), 0.5]), cond)
+
+
 @pytest.mark.parametrize("scheme", ["offset", "diagonal"])
 def test_position_schemes_run_and_move_the_references(
     name: str, scheme: str, load: Callable[..., Any]

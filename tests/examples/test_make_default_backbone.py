@@ -29,3 +29,41 @@ def test_prompt_tokenizer_encodes_the_template_prefix_to_the_dropped_tokens() ->
     ids = tokenizer(prompts[0]).input_ids
     assert 0 < len(ids) <= len(prompts[0].split()) + 2 < len(prompts[0].encode())
     assert tokenizer.decode(tokenizer(prefix + prompts[0] + suffix).input_ids) == prefix + prompts[0] + suffix
+
+
+def test_transformer_pretraining_is_seeded_and_batches_its_noise_levels() -> None:
+    import numpy as np
+    import torch
+
+    import rewardkit
+    from rewardkit.data.omniref_mini import make_instance
+
+    instances = [make_instance("subject_bg", 3, np.random.default_rng(i)) for i in range(2)]
+    embedded = ROOT / "examples" / "assets" / "dyref-tiny-qwen"
+
+    def pretrain(noise_draws: int) -> tuple[list[float], torch.Tensor, int]:
+        backbone = rewardkit.load_backbone("qwen-image-edit-2511", str(embedded), device="cpu")
+        before = torch.cat([p.detach().flatten().clone() for p in backbone.transformer.parameters()])
+        calls = 0
+        velocity = backbone.velocity
+
+        def counted(latents: torch.Tensor, sigma: torch.Tensor, cond: object) -> torch.Tensor:
+            nonlocal calls
+            calls += 1
+            assert latents.shape[0] == sigma.shape[0] == noise_draws
+            return velocity(latents, sigma, cond)
+
+        backbone.velocity = counted
+        curve = maker.train_transformer(
+            backbone, instances, steps=3, accumulate=2, lr=1e-3, seed=0, noise_draws=noise_draws
+        )
+        after = torch.cat([p.detach().flatten() for p in backbone.transformer.parameters()])
+        return curve, after - before, calls
+
+    curve, change, calls = pretrain(4)
+    again, change_again, _ = pretrain(4)
+    assert calls == 3 * 2  # one forward per scene, whatever the number of noise levels
+    assert len(curve) == 3 and all(np.isfinite(curve)) and float(change.abs().max()) > 0
+    assert curve == again and torch.equal(change, change_again)
+    single, _, _ = pretrain(1)
+    assert single != curve

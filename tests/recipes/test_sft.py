@@ -2,12 +2,14 @@
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
+from rewardkit.core.flow_matching import sample_timesteps
 from rewardkit.recipes.config import SFTConfig, load_config
-from rewardkit.recipes.sft import train
+from rewardkit.recipes.sft import _instance_loss, train
 from tests.recipes.conftest import sft_config, write_yaml
 
 
@@ -109,3 +111,52 @@ def test_interrupted_sft_resumes_mid_epoch_to_the_same_weights(
     for key in a:
         if key.startswith(("adapter/", "optimizer/")):
             assert torch.equal(a[key], b[key]), key
+
+
+class _AffineBackbone:
+    """v = 2·x + σ, batched over per-sample σ; records the calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def velocity(self, latents: torch.Tensor, sigma: Any, condition: Any) -> torch.Tensor:
+        s = torch.as_tensor(sigma, dtype=latents.dtype).expand(latents.shape[0])
+        self.calls.append((latents, s))
+        return 2 * latents + s[:, None, None]
+
+
+class _OneInstance:
+    def __init__(self, x0: torch.Tensor) -> None:
+        self.backbone, self.x0 = _AffineBackbone(), x0
+
+    def condition(self, position: int) -> None:
+        return None
+
+    def target_latents(self, position: int) -> torch.Tensor:
+        return self.x0
+
+
+@pytest.mark.parametrize("num", [1, 3, 8])
+def test_instance_loss_batches_its_timesteps_and_matches_a_float64_reference(num: int) -> None:
+    x0 = torch.randn(1, 5, 4, generator=torch.Generator().manual_seed(3))
+    split = _OneInstance(x0)
+    config = SFTConfig()
+    config.train.num_train_timesteps = 50
+    sigmas = torch.linspace(1.0, 0.02, 50, dtype=torch.float64)
+    weights = torch.linspace(0.5, 1.5, 50, dtype=torch.float64)
+    loss = _instance_loss(split, 0, config, torch.Generator().manual_seed(9), sigmas, weights, num)  # type: ignore[arg-type]
+
+    assert len(split.backbone.calls) == 1  # one forward for all the instance's timesteps
+    ((latents, sigma),) = split.backbone.calls
+    assert latents.shape == (num, 5, 4) and sigma.shape == (num,)
+    # Reference: the same draws (indices first, then noise), per sample, in float64.
+    gen = torch.Generator().manual_seed(9)
+    index = sample_timesteps(num, 50, generator=gen)
+    noise = torch.randn((num, 5, 4), generator=gen).double()
+    total = torch.zeros((), dtype=torch.float64)
+    for b, j in enumerate(index.tolist()):
+        s = sigmas[j]
+        x = (1 - s) * x0[0].double() + s * noise[b]
+        v = 2 * x + s
+        total += weights[j] * (v - (noise[b] - x0[0].double())).pow(2).mean()
+    torch.testing.assert_close(loss.double(), total / num, rtol=1e-5, atol=1e-6)
