@@ -88,8 +88,10 @@ PRESETS: dict[str, Preset] = {
     "quick": Preset(
         n_train=48,
         n_test=16,
-        sft={"optim": {"lr": 2e-3}, "train": {"epochs": 3, "batch_size": 4}},
-        # Stage II strong enough to beat the SFT model on every seed tried (12 of 12, seeds 0-11)
+        # 4 noise levels per instance in one batched forward: 4× the samples of 36 steps for
+        # +20% of Stage I's time (SFT − base over seeds 0-11: +0.007 with, +0.002 without)
+        sft={"optim": {"lr": 2e-3}, "train": {"epochs": 3, "batch_size": 4, "timesteps_per_instance": 4}},
+        # Stage II beat the SFT model on 11 of 12 seeds (0-11)
         grpo={
             "optim": {"lr": 3e-3},
             "train": {
