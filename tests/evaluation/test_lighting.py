@@ -155,8 +155,8 @@ def test_colour_conversions_agree_with_opencv() -> None:
     [
         (np.zeros((8, 8), np.uint8), ValueError, r"reference must be \(H, W, 3\) RGB"),
         (np.zeros((8, 8, 3), np.float32), ValueError, "must be uint8"),
-        (torch.zeros(8, 8, 3), ValueError, r"must be \(3, H, W\)"),
-        (torch.full((3, 8, 8), 2.0), ValueError, r"values in \[0, 1\]"),
+        (torch.zeros(8, 8, 3), ValueError, r"reference must be shaped \(3, H, W\)"),
+        (torch.full((3, 8, 8), 2.0), ValueError, r"reference has values in \[2, 2\]; expected \[0, 1\]"),
         ("image.png", TypeError, "numpy array, torch tensor or PIL image"),
     ],
 )
