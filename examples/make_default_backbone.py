@@ -221,6 +221,30 @@ def train_transformer(
     return curve
 
 
+def make_codec(instances: list[Any], *, seed: int, args: argparse.Namespace) -> Any:
+    """The pipeline's image codec and prompt side: a trained VAE, a word-level tokenizer, and the
+    tiny checkpoint's text encoder, processor and scheduler (no transformer yet)."""
+    from diffusers import AutoencoderKLQwenImage, QwenImageEditPlusPipeline
+    from rewardkit_backbones.qwen_image_edit import make_tiny_checkpoint
+
+    codec = _instances(args.scenes // 2, seed + 1, 64, codec_pairs())
+    images = [inst.target for inst in instances + codec]
+    images += [im for inst in instances + codec for _, _, im in inst.references]
+    vae = AutoencoderKLQwenImage(**VAE)
+    train_vae(vae, images, steps=args.vae_steps, batch=args.vae_batch, lr=args.vae_lr, seed=seed)
+    mean, std = latent_statistics(vae, images[:: max(1, len(images) // 512)])
+    logger.info("latent mean %s std %s", np.round(mean, 3), np.round(std, 3))
+    trained_vae = AutoencoderKLQwenImage(**VAE, latents_mean=mean, latents_std=std)
+    trained_vae.load_state_dict(vae.state_dict())
+    with tempfile.TemporaryDirectory() as tmp:
+        # Text encoder, processor and scheduler of the tiny checkpoint, with a word-level tokenizer.
+        tokenizer = prompt_tokenizer([inst.prompt for inst in instances + codec])
+        make_tiny_checkpoint(Path(tmp), tokenizer=tokenizer)
+        pipe = QwenImageEditPlusPipeline.from_pretrained(tmp)
+    pipe.register_modules(vae=trained_vae)
+    return pipe
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
@@ -238,35 +262,29 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--lr", type=float, default=2e-3, help="transformer learning rate")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument(
+        "--reuse-codec",
+        default=None,
+        help="pipeline folder whose VAE, tokenizer and text encoder are kept (transformer trained anew)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
-    from diffusers import AutoencoderKLQwenImage, QwenImageEditPlusPipeline, QwenImageTransformer2DModel
+    from diffusers import QwenImageEditPlusPipeline, QwenImageTransformer2DModel
     from rewardkit_backbones._common import write_checkpoint_defaults
-    from rewardkit_backbones.qwen_image_edit import make_tiny_checkpoint
 
     started = time.time()
     torch.manual_seed(args.seed)
     instances = _instances(args.scenes, args.seed, 64, pretraining_pairs())
-    codec = _instances(args.scenes // 2, args.seed + 1, 64, codec_pairs())
-    images = [inst.target for inst in instances + codec]
-    images += [im for inst in instances + codec for _, _, im in inst.references]
-
-    vae = AutoencoderKLQwenImage(**VAE)
-    train_vae(vae, images, steps=args.vae_steps, batch=args.vae_batch, lr=args.vae_lr, seed=args.seed)
-    mean, std = latent_statistics(vae, images[:: max(1, len(images) // 512)])
-    logger.info("latent mean %s std %s", np.round(mean, 3), np.round(std, 3))
-    trained_vae = AutoencoderKLQwenImage(**VAE, latents_mean=mean, latents_std=std)
-    trained_vae.load_state_dict(vae.state_dict())
-
     out = Path(args.out)
-    with tempfile.TemporaryDirectory() as tmp:
-        # Text encoder, processor and scheduler of the tiny checkpoint, with a word-level tokenizer.
-        tokenizer = prompt_tokenizer([inst.prompt for inst in instances + codec])
-        make_tiny_checkpoint(Path(tmp), tokenizer=tokenizer)
-        pipe = QwenImageEditPlusPipeline.from_pretrained(tmp)
-    pipe.register_modules(vae=trained_vae, transformer=QwenImageTransformer2DModel(**TRANSFORMER))
+    if args.reuse_codec:
+        # VAE, tokenizer and text encoder from an earlier run; only the transformer is trained.
+        pipe = QwenImageEditPlusPipeline.from_pretrained(args.reuse_codec)
+        torch.manual_seed(args.seed)
+    else:
+        pipe = make_codec(instances, seed=args.seed, args=args)
+    pipe.register_modules(transformer=QwenImageTransformer2DModel(**TRANSFORMER))
     pipe.save_pretrained(str(out))
     write_checkpoint_defaults(out, "qwen-image-edit-2511", OPTIONS)
 
@@ -290,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         "transformer_steps": args.steps,
         "accumulate": args.accumulate,
         "noise_draws": args.noise_draws,
+        "codec": args.reuse_codec or "trained here",
         "final_loss": float(np.mean(curve[-50:])),
         "minutes": round((time.time() - started) / 60, 1),
     }

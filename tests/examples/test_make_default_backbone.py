@@ -67,3 +67,32 @@ def test_transformer_pretraining_is_seeded_and_batches_its_noise_levels() -> Non
     assert curve == again and torch.equal(change, change_again)
     single, _, _ = pretrain(1)
     assert single != curve
+
+
+def test_reusing_a_codec_trains_only_a_fresh_transformer(tmp_path: Path) -> None:
+    import json
+
+    import torch
+    from safetensors.torch import load_file
+
+    embedded = ROOT / "examples" / "assets" / "dyref-tiny-qwen"
+    out = tmp_path / "base"
+    argv = ["--scenes", "3", "--steps", "2", "--accumulate", "1", "--noise-draws", "2"]
+    assert maker.main([*argv, "--reuse-codec", str(embedded), "--out", str(out)]) == 0
+    record = json.loads((out / "pretraining.json").read_text())
+    assert (
+        record["codec"] == str(embedded) and record["noise_draws"] == 2 and record["transformer_steps"] == 2
+    )
+
+    def weights(folder: Path, part: str) -> dict[str, torch.Tensor]:
+        return load_file(str(next((folder / part).glob("*.safetensors"))))
+
+    for part in ("vae", "text_encoder"):  # the codec and prompt side are the source's
+        source, copy = weights(embedded, part), weights(out, part)
+        assert source.keys() == copy.keys() and all(torch.equal(source[k], copy[k]) for k in source)
+    source, fresh = weights(embedded, "transformer"), weights(out, "transformer")
+    assert source.keys() == fresh.keys() and not all(torch.equal(source[k], fresh[k]) for k in source)
+    import rewardkit
+
+    backbone = rewardkit.load_backbone("qwen-image-edit-2511", str(out), device="cpu")
+    assert backbone.name == "qwen-image-edit-2511"
