@@ -281,8 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     instances = _instances(args.scenes, args.seed, 64, pretraining_pairs())
     out = Path(args.out)
     if args.reuse_codec:
-        # VAE, tokenizer and text encoder from an earlier run; only the transformer is trained.
-        pipe = QwenImageEditPlusPipeline.from_pretrained(args.reuse_codec)
+        # VAE, tokenizer and text encoder from an earlier run; only the transformer is trained
+        # (transformer=None: the old one is not loaded just to be replaced).
+        pipe = QwenImageEditPlusPipeline.from_pretrained(args.reuse_codec, transformer=None)
         torch.manual_seed(args.seed)
     else:
         pipe = make_codec(instances, seed=args.seed, args=args)
