@@ -39,6 +39,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import rewardkit
 from rewardkit.backbone import rollout, step_log_prob
+from rewardkit.core.flow_matching import flow_matching_loss, noisy_latents
 
 BACKBONES = ("qwen-image-edit-2511", "flux2-klein")
 
@@ -108,9 +109,9 @@ def bench_tiny(name: str, root: Path, args: argparse.Namespace) -> None:
             p.grad = None
         parts = [slice(0, k)] if batched else [slice(i, i + 1) for i in range(k)]
         for part in parts:
-            s = sigma[part][:, None, None]
-            v = bb.velocity((1 - s) * x0 + s * noise[part], sigma[part], cond)
-            (v - (noise[part] - x0)).pow(2).mean().backward()
+            eps, clean = noise[part], x0.expand_as(noise[part])
+            v = bb.velocity(noisy_latents(clean, eps, sigma[part]), sigma[part], cond)
+            flow_matching_loss(v, clean, eps).backward()
 
     t_looped = timed(lambda: flow_matching(False), args.repeats)
     t_batched = timed(lambda: flow_matching(True), args.repeats)

@@ -48,6 +48,7 @@ import torch
 from tqdm import tqdm
 
 import rewardkit
+from rewardkit.core.flow_matching import flow_matching_loss, noisy_latents
 from rewardkit.data.omniref_mini import CATEGORIES, make_instance
 
 logger = logging.getLogger("make_default_backbone")
@@ -208,9 +209,9 @@ def train_transformer(
             cond, x0 = encoded[k]
             sigma = torch.sigmoid(torch.randn((noise_draws,), generator=gen))
             noise = torch.randn((noise_draws, *x0.shape[1:]), generator=gen)
-            s = sigma[:, None, None]
-            v = backbone.velocity((1 - s) * x0 + s * noise, sigma, cond)
-            loss = (v - (noise - x0)).pow(2).mean() / accumulate
+            x0 = x0.expand_as(noise)
+            v = backbone.velocity(noisy_latents(x0, noise, sigma), sigma, cond)
+            loss = flow_matching_loss(v, x0, noise) / accumulate
             loss.backward()
             total += loss.item()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -284,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         # VAE, tokenizer and text encoder from an earlier run; only the transformer is trained
         # (transformer=None: the old one is not loaded just to be replaced).
         pipe = QwenImageEditPlusPipeline.from_pretrained(args.reuse_codec, transformer=None)
-        torch.manual_seed(args.seed)
+        torch.manual_seed(args.seed)  # the fresh transformer's initialisation follows --seed
     else:
         pipe = make_codec(instances, seed=args.seed, args=args)
     pipe.register_modules(transformer=QwenImageTransformer2DModel(**TRANSFORMER))

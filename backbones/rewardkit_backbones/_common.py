@@ -162,14 +162,19 @@ def timesteps(
     Per-sample σ lets a trainer draw several noise levels for one condition in a single forward
     (the condition is encoded once and the batch fills the matrix multiplies).
     """
-    s = torch.as_tensor(sigma, dtype=torch.float32)
-    if s.ndim == 0:
-        s = s.expand(batch)
-    elif s.shape != (batch,):
-        raise ValueError(f"sigma must be a float or a (B,) tensor with B={batch}, got shape {tuple(s.shape)}")
-    if not torch.isfinite(s).all() or (s < 0).any() or (s > 1).any():
-        raise ValueError(f"sigma must lie in [0, 1], got {s.tolist()}")
-    return s.to(device=device, dtype=dtype)
+    if isinstance(sigma, torch.Tensor) and sigma.ndim > 0:
+        if sigma.shape != (batch,):
+            raise ValueError(
+                f"sigma must be a float or a (B,) tensor with B={batch}, got shape {tuple(sigma.shape)}"
+            )
+        if not bool(((sigma >= 0) & (sigma <= 1)).all()):  # NaN fails both comparisons
+            raise ValueError(f"sigma must lie in [0, 1], got {sigma.tolist()}")
+        return sigma.to(device=device, dtype=dtype)
+    # One σ for the batch (the sampling loops' case): checked as a Python float, no tensor reduction.
+    value = float(sigma)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"sigma must lie in [0, 1], got {value}")
+    return torch.full((batch,), value, device=device, dtype=dtype)
 
 
 def check_target_size(height: int | None, width: int | None, *, multiple_of: int) -> tuple[int, int] | None:

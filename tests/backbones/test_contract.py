@@ -242,6 +242,9 @@ def test_per_sample_sigma_matches_one_call_per_sample(name: str, load: Callable[
         bb.velocity(x, torch.tensor([0.5, 0.5]), cond)
     with pytest.raises(ValueError, match=r"sigma must lie in \[0, 1\]"):
         bb.velocity(x, torch.tensor([0.5, float("nan"), 0.5]), cond)
+    for bad in (1.5, float("nan"), -0.1):  # one σ for the batch is checked too
+        with pytest.raises(ValueError, match=r"sigma must lie in \[0, 1\]"):
+            bb.velocity(x, bad, cond)
 
 
 @pytest.mark.parametrize("scheme", ["offset", "diagonal"])
