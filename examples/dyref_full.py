@@ -35,13 +35,15 @@ EMBEDDED_BACKBONE = Path(__file__).resolve().parent / "assets" / "dyref-tiny-qwe
 DEFAULT_BACKBONE = "qwen-image-edit-2511"
 
 #: Offline stand-ins of DyRef's reward set: DRS-shaped image similarity against the target
-#: (EfficientNet-Lite0 features for SigLIP2) and a Gram-matrix style score (for CSD).
+#: (EfficientNet-Lite0 feature maps compared position by position, for SigLIP2's flat
+#: features; τ = 0.55 sits between a target blurred by 2 px and another scene) and a
+#: Gram-matrix style score vs the style reference (for CSD; NaN without one).
 OFFLINE_REWARDS: list[dict[str, Any]] = [
     {
         "reward": "offline_similarity",
         "name": "image_similarity",
         "weight": 1.0,
-        "options": {"drs": True, "tau": 0.65, "image_size": 128},
+        "options": {"drs": True, "tau": 0.55, "image_size": 128},
     },
     {"reward": "offline_style", "name": "csd_score", "weight": 0.8, "options": {"image_size": 128}},
 ]
@@ -410,35 +412,86 @@ def _history(folder: Path) -> list[dict[str, float]]:
     return [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
 
 
+def _fidelity(summary: Mapping[str, Any], method: str, key: str) -> float | None:
+    value = summary["methods"][method].get("fidelity", {}).get(key)
+    return None if value is None else float(value)
+
+
+def _cell(value: float | None, digits: int) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
 def ablation_table(summary: Mapping[str, Any]) -> str:
-    """Tab. 6 in miniature: each row's objective scores and their average."""
-    headers = ("Subject", "Style", "Background", "Lighting", "Pose", "Obj Avg")
+    """Tab. 6 in miniature: each row's objective scores, their average and the target fidelity."""
+    headers = ("Subject", "Style", "Background", "Lighting", "Pose", "Obj Avg", "PSNR", "SSIM", "Div. ratio")
     keys = ("subject", "style", "background", "lighting", "pose")
     lines = ["| Setting | " + " | ".join(headers) + " |", "|---" * (len(headers) + 1) + "|"]
     for name in summary["methods"]:
         obj = summary["methods"][name]["objective"]
         cells = ["–" if obj.get(k) is None else f"{obj[k]:.4f}" for k in keys]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {_objective(summary, name):.4f} |")
+        cells.append(f"{_objective(summary, name):.4f}")
+        cells += [
+            _cell(_fidelity(summary, name, "psnr"), 2),
+            _cell(_fidelity(summary, name, "ssim"), 3),
+            _cell(_fidelity(summary, name, "diversity_ratio"), 2),
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+STAGES: tuple[tuple[str, str], ...] = (
+    ("base", "base"),
+    ("sft", "SFT (Stage I)"),
+    ("rl", "RL (Stage II: GDPO + DAR + DRS)"),
+)
+
+
+def stage_table(summary: Mapping[str, Any]) -> str:
+    """Each stage's Obj Avg and target fidelity, with the change from the stage before."""
+    lines = [
+        "| Stage | Obj Avg | change | PSNR (dB) | change | SSIM | Perceptual ↓ | Div. ratio |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    previous: str | None = None
+    for method, label in STAGES:
+        score, psnr = _objective(summary, method), _fidelity(summary, method, "psnr")
+        change = psnr_change = ""
+        if previous is not None:
+            change = f"{score - _objective(summary, previous):+.4f}"
+            before = _fidelity(summary, previous, "psnr")
+            psnr_change = "" if psnr is None or before is None else f"{psnr - before:+.2f}"
+        cells = [
+            f"{score:.4f}",
+            change,
+            _cell(psnr, 2),
+            psnr_change,
+            _cell(_fidelity(summary, method, "ssim"), 3),
+            _cell(_fidelity(summary, method, "perceptual"), 3),
+            _cell(_fidelity(summary, method, "diversity_ratio"), 2),
+        ]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        previous = method
     return "\n".join(lines) + "\n"
 
 
 def write_report(
     plan: Plan, summary: Mapping[str, Any], timings: Mapping[str, float], ablation: str | None
 ) -> Path:
-    """``report.md``: what ran, the table, the stage-by-stage change, the plots."""
+    """``report.md``: what ran, the stage table, collapse warnings, the contact sheet, the plots."""
     evaluation = (plan.out / "report.md").read_text()
-    scores = {m: _objective(summary, m) for m in ("base", "sft", "rl")}
     lines = [
         "# DyRef run\n",
         f"Backbone `{plan.model['backbone']}` from `{plan.model['path']}`; train `{plan.train}`, "
         f"test `{plan.test}`; seed {plan.seed}.\n",
-        "| Stage | Obj Avg | change |",
-        "|---|---|---|",
-        f"| base | {scores['base']:.4f} | |",
-        f"| SFT (Stage I) | {scores['sft']:.4f} | {scores['sft'] - scores['base']:+.4f} |",
-        f"| RL (Stage II: GDPO + DAR + DRS) | {scores['rl']:.4f} | {scores['rl'] - scores['sft']:+.4f} |",
-        "",
+        stage_table(summary),
+        "PSNR, SSIM and the perceptual distance compare each image with its ground-truth target; "
+        "the diversity ratio is a method's output diversity over the targets' (1: as varied as the "
+        "ground truth; far below 1: the outputs collapsed).\n",
+    ]
+    lines += [f"> **Warning** — {w}\n" for w in summary.get("warnings", [])]
+    lines += [
         "Time: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items()) + ".\n",
+        "![references, target, base, SFT, RL](contact_sheet.png)\n",
         "![score vs number of references](score_vs_n_refs.png)\n",
         "![scores by type](scores_by_type.png)\n",
         "![GRPO rewards](reward_curves.png)\n",
@@ -514,14 +567,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     timings["total"] = time.perf_counter() - started
     report = write_report(plan, summary, timings, ablation)
     scores = {m: _objective(summary, m) for m in ("base", "sft", "rl")}
+    psnr = {m: _fidelity(summary, m, "psnr") for m in ("base", "sft", "rl")}
     print(
         f"\nDyRef on {test.parent.name}: Obj Avg base {scores['base']:.4f} → SFT {scores['sft']:.4f} "
-        f"→ RL {scores['rl']:.4f} ({timings['total'] / 60:.1f} min)\nreport: {report}"
+        f"→ RL {scores['rl']:.4f}; PSNR vs target base {_cell(psnr['base'], 2)} → SFT "
+        f"{_cell(psnr['sft'], 2)} → RL {_cell(psnr['rl'], 2)} dB ({timings['total'] / 60:.1f} min)"
+        f"\nreport: {report}"
     )
+    for warning in summary.get("warnings", []):
+        print(f"warning: {warning}")
     if ablation:
         print(ablation)
     (plan.out / "run.json").write_text(
-        json.dumps({"scores": scores, "timings_s": timings, "args": vars(args)}, indent=2, default=str)
+        json.dumps(
+            {"scores": scores, "psnr": psnr, "timings_s": timings, "args": vars(args)}, indent=2, default=str
+        )
     )
     return 0
 

@@ -53,17 +53,19 @@ from rewardkit.data.omniref_mini import CATEGORIES, make_instance
 
 logger = logging.getLogger("make_default_backbone")
 
-#: Architecture of the embedded default (about 1.4 M transformer parameters).
+#: Architecture of the embedded default (about 3.7 M transformer parameters): 6 blocks of width
+#: 128 (4 heads of 32). The first default (4 blocks of width 96) painted colour blobs: it did not
+#: learn where each reference goes within the pre-training budget.
 TRANSFORMER = {
     "patch_size": 2,
     "in_channels": 64,  # 2×2 patches of the 16 latent channels
     "out_channels": 16,
-    "num_layers": 4,
-    "attention_head_dim": 24,
+    "num_layers": 6,
+    "attention_head_dim": 32,
     "num_attention_heads": 4,
     "joint_attention_dim": 16,
     "guidance_embeds": False,
-    "axes_dims_rope": (8, 8, 8),
+    "axes_dims_rope": (8, 12, 12),  # frame, row, column; sums to the head dimension
     "zero_cond_t": True,
 }
 #: 4× down-sampling to 16 latent channels: sharp, colour-true reconstructions after a short training.
@@ -82,14 +84,29 @@ OPTIONS = {
     "min_reference_side": 16,
     "autocast_dtype": None,
 }
-MAX_PRETRAIN_REFS = 3
-#: Type combinations the base transformer is pre-trained on (no style, no lighting reference).
-BASE_CATEGORIES = ("subject", "subject_bg", "subject_pose")
+MAX_PRETRAIN_REFS = 7
+#: Type combinations the base transformer is pre-trained on: every one without a lighting
+#: reference, with 2–7 references. Relighting a scene like a reference is what Stage I teaches
+#: (a base trained on at most three references painted 5 dB images for 5–7 references, so the
+#: reference count is no longer held back).
+BASE_CATEGORIES = tuple(c for c in CATEGORIES if "lighting" not in c)
+#: Reference counts reported separately by the PSNR check.
+FEW_REFS = 3
 
 
-def pretraining_pairs() -> list[tuple[str, int]]:
+def pretraining_pairs(
+    categories: tuple[str, ...] = BASE_CATEGORIES, max_refs: int = MAX_PRETRAIN_REFS
+) -> list[tuple[str, int]]:
     """(category, reference count) pairs of the base transformer's data."""
-    return [(c, n) for c in BASE_CATEGORIES for n in CATEGORIES[c] if n <= MAX_PRETRAIN_REFS]
+    unknown = sorted(set(categories) - set(CATEGORIES))
+    if unknown:
+        raise ValueError(f"unknown categories {unknown}; choose among {list(CATEGORIES)}")
+    pairs = [(c, n) for c in categories for n in CATEGORIES[c] if n <= max_refs]
+    if not pairs:
+        raise ValueError(
+            f"no (category, reference count) pair of {list(categories)} has <= {max_refs} references"
+        )
+    return pairs
 
 
 def codec_pairs() -> list[tuple[str, int]]:
@@ -163,6 +180,55 @@ def latent_statistics(vae: Any, images: list[np.ndarray]) -> tuple[list[float], 
     return z.mean(dims).tolist(), z.std(dims).tolist()
 
 
+def held_out_instances(count: int, *, seed: int, size: int = 64) -> list[Any]:
+    """Scenes of every (category, reference count) pair, cycled, from a stream no split uses."""
+    pairs = [(c, n) for c, counts in CATEGORIES.items() for n in counts]
+    return [
+        make_instance(*pairs[i % len(pairs)], np.random.default_rng([seed, 9, i]), size=size)
+        for i in range(count)
+    ]
+
+
+def _pil(image: np.ndarray) -> Any:
+    from PIL import Image
+
+    return Image.fromarray(np.round(image * 255).astype(np.uint8))
+
+
+@torch.no_grad()
+def evaluate_psnr(backbone: Any, instances: list[Any], *, num_steps: int = 10) -> dict[str, float]:
+    """Mean PSNR (dB) of the ODE samples vs the targets, as the main job samples (seed 1, no CFG).
+
+    Returns the mean over all instances, over those with at most ``FEW_REFS`` references, over
+    the rest, and over the categories the base is not pre-trained on.
+    """
+    from rewardkit.backbone.rollout import rollout
+
+    scores: list[tuple[int, float]] = []
+    unseen: list[float] = []
+    for inst in instances:
+        (cond,) = backbone.encode_condition(
+            [inst.prompt], [[_pil(im) for _, _, im in inst.references]], height=64, width=64
+        )
+        result = rollout(
+            backbone, cond, group_size=1, num_steps=num_steps, generator=torch.Generator().manual_seed(1)
+        )
+        assert result.images is not None
+        image = (result.images[0].permute(1, 2, 0).clamp(0, 1).numpy() * 255).round() / 255
+        mse = float(np.mean((image - inst.target) ** 2))
+        scores.append((len(inst.references), 10 * math.log10(1 / max(mse, 1e-10))))
+        if inst.category not in BASE_CATEGORIES:
+            unseen.append(scores[-1][1])
+    few = [s for n, s in scores if n <= FEW_REFS]
+    many = [s for n, s in scores if n > FEW_REFS]
+    return {
+        "psnr": float(np.mean([s for _, s in scores])),
+        "psnr_few_refs": float(np.mean(few)) if few else float("nan"),
+        "psnr_many_refs": float(np.mean(many)) if many else float("nan"),
+        "psnr_unseen_types": float(np.mean(unseen)) if unseen else float("nan"),
+    }
+
+
 def train_transformer(
     backbone: Any,
     instances: list[Any],
@@ -172,21 +238,21 @@ def train_transformer(
     lr: float,
     seed: int,
     noise_draws: int = 1,
+    on_checkpoint: Any = None,
+    checkpoint_every: int = 0,
+    stop_after: int | None = None,
 ) -> list[float]:
     """Rectified-flow pre-training of every transformer weight (returns the loss curve).
 
     Each step averages ``accumulate`` scenes; each scene is noised at ``noise_draws`` levels
     that go through the transformer as one batch (per-sample σ), which costs far less than
-    ``noise_draws`` separate forwards on a model this small.
+    ``noise_draws`` separate forwards on a model this small. Every ``checkpoint_every`` steps
+    (and at the end) ``on_checkpoint(step, curve)`` is called with the model in eval mode.
+    ``stop_after`` ends the run after that many steps of the ``steps``-long schedule.
     """
-    from PIL import Image
-
     transformer = backbone.transformer
     gen = torch.Generator().manual_seed(seed)
-
-    def pil(image: np.ndarray) -> Any:
-        return Image.fromarray(np.round(image * 255).astype(np.uint8))
-
+    pil = _pil
     encoded = []
     for inst in tqdm(instances, desc="encoding conditions", unit="scene"):
         (cond,) = backbone.encode_condition(
@@ -202,7 +268,8 @@ def train_transformer(
         opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
     )
     curve: list[float] = []
-    bar = tqdm(range(steps), desc="transformer", unit="step")
+    last = steps if stop_after is None else min(steps, stop_after)
+    bar = tqdm(range(last), desc="transformer", unit="step")
     for _ in bar:
         total = 0.0
         for k in torch.randint(len(encoded), (accumulate,), generator=gen).tolist():
@@ -220,7 +287,14 @@ def train_transformer(
         opt.zero_grad(set_to_none=True)
         curve.append(total)
         bar.set_postfix(loss=f"{np.mean(curve[-50:]):.4f}")
+        step = len(curve)
+        if on_checkpoint is not None and checkpoint_every and step % checkpoint_every == 0 and step < last:
+            transformer.eval()
+            on_checkpoint(step, curve)
+            transformer.train()
     transformer.eval().requires_grad_(False)
+    if on_checkpoint is not None:
+        on_checkpoint(len(curve), curve)
     return curve
 
 
@@ -270,6 +344,31 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="pipeline folder whose VAE, tokenizer and text encoder are kept (transformer trained anew)",
     )
+    parser.add_argument(
+        "--init-transformer",
+        default=None,
+        help="transformer folder to continue training from (default: a fresh initialisation)",
+    )
+    parser.add_argument(
+        "--eval-every",
+        type=int,
+        default=500,
+        help="steps between checkpoints: the transformer is saved and its sample PSNR vs target "
+        "measured on --eval-scenes held-out scenes (pretraining_log.jsonl); 0: only at the end",
+    )
+    parser.add_argument("--eval-scenes", type=int, default=43, help="held-out scenes of the PSNR check")
+    parser.add_argument(
+        "--categories",
+        default=",".join(BASE_CATEGORIES),
+        help="comma-separated OmniRef-mini categories of the transformer's data ('all': every one)",
+    )
+    parser.add_argument("--max-refs", type=int, default=MAX_PRETRAIN_REFS, help="most references per scene")
+    parser.add_argument(
+        "--stop-after",
+        type=int,
+        default=None,
+        help="stop after this many steps of the --steps schedule (a phase of a longer schedule)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.threads:
@@ -279,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.time()
     torch.manual_seed(args.seed)
-    instances = _instances(args.scenes, args.seed, 64, pretraining_pairs())
+    categories = tuple(CATEGORIES) if args.categories == "all" else tuple(args.categories.split(","))
+    instances = _instances(args.scenes, args.seed, 64, pretraining_pairs(categories, args.max_refs))
     out = Path(args.out)
     if args.reuse_codec:
         # VAE, tokenizer and text encoder from an earlier run; only the transformer is trained
@@ -288,11 +388,28 @@ def main(argv: list[str] | None = None) -> int:
         torch.manual_seed(args.seed)  # the fresh transformer's initialisation follows --seed
     else:
         pipe = make_codec(instances, seed=args.seed, args=args)
-    pipe.register_modules(transformer=QwenImageTransformer2DModel(**TRANSFORMER))
+    if args.init_transformer:
+        transformer = QwenImageTransformer2DModel.from_pretrained(args.init_transformer)
+    else:
+        transformer = QwenImageTransformer2DModel(**TRANSFORMER)
+    pipe.register_modules(transformer=transformer)
     pipe.save_pretrained(str(out))
     write_checkpoint_defaults(out, "qwen-image-edit-2511", OPTIONS)
 
     backbone = rewardkit.load_backbone("qwen-image-edit-2511", str(out), device="cpu")
+    held_out = held_out_instances(args.eval_scenes, seed=args.seed)
+    checks: list[dict[str, float]] = []
+
+    def checkpoint(step: int, curve: list[float]) -> None:
+        """Save the transformer and measure what it paints (the log survives a kill)."""
+        backbone.pipe.transformer.save_pretrained(str(out / "transformer"))
+        check = {"step": step, "loss": float(np.mean(curve[-50:])), **evaluate_psnr(backbone, held_out)}
+        check["minutes"] = round((time.time() - started) / 60, 1)
+        checks.append(check)
+        with (out / "pretraining_log.jsonl").open("a") as log:
+            log.write(json.dumps(check) + "\n")
+        logger.info("step %d: %s", step, check)
+
     curve = train_transformer(
         backbone,
         instances,
@@ -301,19 +418,26 @@ def main(argv: list[str] | None = None) -> int:
         lr=args.lr,
         seed=args.seed,
         noise_draws=args.noise_draws,
+        on_checkpoint=checkpoint,
+        checkpoint_every=args.eval_every,
+        stop_after=args.stop_after,
     )
-    backbone.pipe.transformer.save_pretrained(str(out / "transformer"))
     record = {
         "seed": args.seed,
         "scenes": args.scenes,
-        "max_references": MAX_PRETRAIN_REFS,
-        "categories": list(BASE_CATEGORIES),
+        "max_references": args.max_refs,
+        "categories": list(categories),
         "vae_steps": args.vae_steps,
         "transformer_steps": args.steps,
+        "stop_after": args.stop_after,
         "accumulate": args.accumulate,
         "noise_draws": args.noise_draws,
+        "lr": args.lr,
+        "architecture": TRANSFORMER,
         "codec": args.reuse_codec or "trained here",
+        "init_transformer": args.init_transformer,
         "final_loss": float(np.mean(curve[-50:])),
+        "held_out": checks[-1],
         "minutes": round((time.time() - started) / 60, 1),
     }
     (out / "pretraining.json").write_text(json.dumps(record, indent=2) + "\n")

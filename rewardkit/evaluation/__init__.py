@@ -9,6 +9,16 @@ from rewardkit.evaluation.benchmark import (
     write_benchmark,
 )
 from rewardkit.evaluation.cases import CaseScore, CaseSet, DualRefCase, MicoCase, load_cases
+from rewardkit.evaluation.contact_sheet import contact_sheet
+from rewardkit.evaluation.fidelity import (
+    PerceptualDistance,
+    collapse_warnings,
+    diversity,
+    diversity_ratio,
+    perceptual_distance,
+    psnr,
+    ssim,
+)
 from rewardkit.evaluation.generation import GenerationSettings, find_images, generate_images
 from rewardkit.evaluation.lighting import LIGHTING_WEIGHTS, LightingScore, lighting_consistency
 from rewardkit.evaluation.metrics import (
@@ -65,6 +75,7 @@ __all__ = [
     "LightingScore",
     "MaskProvider",
     "MicoCase",
+    "PerceptualDistance",
     "PoseScore",
     "Reference",
     "Run",
@@ -72,7 +83,11 @@ __all__ = [
     "SubjectScore",
     "ZeroShotDetector",
     "background_consistency",
+    "collapse_warnings",
+    "contact_sheet",
     "crop_box",
+    "diversity",
+    "diversity_ratio",
     "evaluate",
     "find_images",
     "generate_images",
@@ -82,7 +97,10 @@ __all__ = [
     "load_eval_encoder",
     "load_keypoints",
     "load_provider",
+    "perceptual_distance",
     "pose_consistency",
+    "psnr",
+    "ssim",
     "style_consistency",
     "subject_consistency",
     "summarize",

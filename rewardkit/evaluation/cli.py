@@ -25,6 +25,7 @@ The benchmark format is detected from the file:
   OmniRef-Bench metadata (edit_image lists; also OmniRef-mini from rewardkit.data) -> the five
     objective metrics (subject, style, background, lighting, pose) and, with a judge, the six MLLM
     dimensions; table shaped like the paper's Tab. 2 plus breakdowns by number of references;
+    with ground-truth targets also PSNR, SSIM, a perceptual distance and a collapse check;
   MICo-Bench-style cases (sources + reference) -> Weighted-Ref-VIEScore (seed 004, 0-100);
   dual-reference cases (inputs) -> the three-question yes/no judge (seed 003, 0-1).
 """
@@ -36,6 +37,7 @@ outputs (in --out):
   report.md            the table (Tab. 2 layout), per-run breakdowns, notes, settings
   score_vs_n_refs.png  score versus number of references, one line per run
   scores_by_type.png   per-type bar chart (MICo / dual-reference: scores_by_group.png)
+  contact_sheet.png    references, target and each run's image for a few instances (with targets)
 
 encoders (--clip, --dino, --background, --style take SPEC = NAME[=WEIGHTS][,KEY=VALUE...], the
 options going to the builder, e.g. clip=/models/clip-b16,dtype=bfloat16,batch_size=64):
@@ -147,7 +149,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--metrics",
         default=None,
         help=f"comma-separated subset of {','.join(ALL_METRICS)} (default: the five objective "
-        "metrics, plus mllm when a judge URL is set)",
+        "metrics and fidelity (target PSNR/SSIM/perceptual/diversity, when the benchmark has targets), "
+        "plus mllm when a judge URL is set)",
     )
     met.add_argument("--faithful", action="store_true", help="reproduce the reference scripts' quirks")
     met.add_argument("--clip", default="offline_similarity", metavar="SPEC", help="CLIP-I encoder")
@@ -222,10 +225,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def _build(args: argparse.Namespace) -> tuple[list[Any], dict[str, Any]]:
     import importlib
 
-    from rewardkit.evaluation.benchmark import METRICS
     from rewardkit.evaluation.generation import GenerationSettings
     from rewardkit.evaluation.metrics import EncoderSpec
-    from rewardkit.evaluation.pipeline import JudgeSettings, Run
+    from rewardkit.evaluation.pipeline import DEFAULT_METRICS, JudgeSettings, Run
 
     runs: list[Run] = []
     for text in args.images:
@@ -274,7 +276,7 @@ def _build(args: argparse.Namespace) -> tuple[list[Any], dict[str, Any]]:
             faces_as_objects=args.faces_as_objects,
         )
     if args.metrics is None:
-        metrics = (*METRICS, "mllm") if judge is not None else METRICS
+        metrics = (*DEFAULT_METRICS, "mllm") if judge is not None else DEFAULT_METRICS
     else:
         metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
     detector, _, model = args.detector.partition("=")

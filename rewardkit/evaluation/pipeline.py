@@ -4,11 +4,15 @@
 with an optional LoRA to generate them — and a benchmark, and scores every run:
 
 * **OmniRef-Bench** metadata (or OmniRef-mini): the five objective metrics and, with a judge,
-  the six MLLM dimensions, aggregated as the paper's Tab. 2 and by number of references;
+  the six MLLM dimensions, aggregated as the paper's Tab. 2 and by number of references; when
+  the instances carry ground-truth targets, also target fidelity (PSNR, SSIM, an LPIPS-style
+  distance), the diversity of each run's images against the targets' with a collapse warning,
+  and a contact sheet;
 * **MICo-Bench-style** cases: Weighted-Ref-VIEScore (seed 004);
 * **dual-reference** cases: the three-question yes/no judge (seed 003).
 
-With ``out_dir`` it writes ``scores_<run>.jsonl``, ``summary.json``, ``report.md`` and PNG plots.
+With ``out_dir`` it writes ``scores_<run>.jsonl``, ``summary.json``, ``report.md``, PNG plots and
+(with targets) ``contact_sheet.png``.
 Every model is loaded once and shared by the runs; reference features are computed once.
 """
 
@@ -38,6 +42,17 @@ from rewardkit.evaluation.cases import (
     plot_cases,
     summarize_cases,
 )
+from rewardkit.evaluation.contact_sheet import contact_sheet
+from rewardkit.evaluation.fidelity import (
+    DIVERSITY_SIZE,
+    PSNR_MAX_DB,
+    PerceptualDistance,
+    collapse_warnings,
+    default_perceptual,
+    diversity,
+    psnr,
+    ssim,
+)
 from rewardkit.evaluation.generation import GenerationItem, GenerationSettings, find_images, generate_images
 from rewardkit.evaluation.lighting import lighting_consistency
 from rewardkit.evaluation.metrics import (
@@ -56,12 +71,14 @@ from rewardkit.evaluation.providers import load_provider
 from rewardkit.evaluation.report import MLLM_DIMENSIONS, InstanceScores, summarize, write_summary
 from rewardkit.rewards.encoders import ImageEncoder
 
-__all__ = ["ALL_METRICS", "EvalConfig", "EvalReport", "JudgeSettings", "Run", "evaluate"]
+__all__ = ["ALL_METRICS", "DEFAULT_METRICS", "EvalConfig", "EvalReport", "JudgeSettings", "Run", "evaluate"]
 
 logger = logging.getLogger("rewardkit.evaluation")
 
-#: Everything ``metrics=`` accepts: the five objective metrics and the MLLM judge.
-ALL_METRICS: Final[tuple[str, ...]] = (*METRICS, "mllm")
+#: Everything ``metrics=`` accepts: the five objective metrics, target fidelity and the MLLM judge.
+ALL_METRICS: Final[tuple[str, ...]] = (*METRICS, "fidelity", "mllm")
+#: What ``metrics=`` defaults to: the objective metrics and target fidelity (no judge).
+DEFAULT_METRICS: Final[tuple[str, ...]] = (*METRICS, "fidelity")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 _JUDGE_CHUNK: Final[int] = 16  # images per judge batch (bounds the memory of encoded requests)
 
@@ -166,8 +183,10 @@ class EvalConfig:
     """What to compute and with which models (defaults run offline).
 
     Attributes:
-        metrics: any of ``subject, style, background, lighting, pose, mllm`` (OmniRef only;
-            MICo and dual-reference cases always use their judge).
+        metrics: any of ``subject, style, background, lighting, pose, fidelity, mllm`` (OmniRef
+            only; MICo and dual-reference cases always use their judge). ``fidelity`` (on by
+            default) compares images with the instances' targets, when they have any: PSNR,
+            SSIM, perceptual distance, diversity and the collapse warning.
         faithful: reproduce the reference scripts' deterministic quirks (see the docs' table):
             BGR subject crops, channel-swapped background images, images matched to metadata
             by list position, the lighting grid and rounding, pose alignment on all 17 points,
@@ -192,9 +211,13 @@ class EvalConfig:
         limit: evaluate only the first ``limit`` benchmark items.
         plots: write the PNG plots.
         progress: show progress bars.
+        collapse_threshold: warn when a run's diversity is below this fraction of the targets'
+            diversity on the same instances (the ``diversity_ratio``).
+        collapse_drop: warn when a run's diversity is below this fraction of the previous
+            run's (runs are ordered, e.g. base → sft → rl).
     """
 
-    metrics: tuple[str, ...] = METRICS
+    metrics: tuple[str, ...] = DEFAULT_METRICS
     faithful: bool = False
     clip: EncoderLike = OFFLINE_SIMILARITY
     dino: EncoderLike = OFFLINE_SIMILARITY
@@ -213,6 +236,8 @@ class EvalConfig:
     limit: int | None = None
     plots: bool = True
     progress: bool = True
+    collapse_threshold: float = 0.5
+    collapse_drop: float = 0.8
 
     def __post_init__(self) -> None:
         metrics = tuple(self.metrics)
@@ -224,6 +249,10 @@ class EvalConfig:
             raise ValueError(f"limit must be None or an int >= 1, got {self.limit!r}")
         if self.crop_padding < 0:
             raise ValueError(f"crop_padding must be >= 0, got {self.crop_padding}")
+        for name in ("collapse_threshold", "collapse_drop"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -487,6 +516,87 @@ class _ObjectiveScorer:
         details["pose"] = pose.as_dict()
 
 
+class _FidelityScorer:
+    """Compares each image with its instance's target; keeps what the set-level values need.
+
+    Per run: ``start``, ``score`` every image, then ``finish`` for the perceptual
+    distances (computed in batches) and the diversity values (64 px thumbnails; the targets'
+    thumbnails are kept across runs).
+    """
+
+    def __init__(self, bench: Benchmark, config: EvalConfig) -> None:
+        self.bench = bench
+        self.note: str | None = None
+        self.perceptual: PerceptualDistance | None = default_perceptual(config.device)
+        try:
+            self.perceptual.load()
+        except ImportError as err:
+            self.perceptual = None
+            self.note = f"perceptual distance skipped (its network is unavailable: {err})"
+            logger.warning("target fidelity: %s", self.note)
+        self._target_thumbs: dict[int, NDArray[np.float32]] = {}
+        self.start()
+
+    def start(self) -> None:
+        """Begin a run."""
+        self._seen = 0
+        self._thumbs: list[NDArray[np.float32]] = []
+        self._paired: list[NDArray[np.float32]] = []
+        self._pending: list[tuple[int, NDArray[np.uint8], NDArray[np.uint8]]] = []
+        self._distances: dict[int, float] = {}
+
+    def _flush(self) -> None:
+        if self._pending and self.perceptual is not None:
+            values = self.perceptual([p[1] for p in self._pending], [p[2] for p in self._pending])
+            self._distances.update(zip([p[0] for p in self._pending], map(float, values), strict=True))
+        self._pending = []
+
+    def score(self, inst: BenchInstance, image: NDArray[np.uint8], record: InstanceScores) -> InstanceScores:
+        """Add PSNR and SSIM to one image's record (the perceptual distance comes in ``finish``)."""
+        position, self._seen = self._seen, self._seen + 1
+        if inst.target is None:
+            return record
+        target = load_rgb(self.bench.resolve(inst.target))
+        if inst.index not in self._target_thumbs:
+            self._target_thumbs[inst.index] = _thumbnail(target)
+        self._thumbs.append(_thumbnail(image))
+        self._paired.append(self._target_thumbs[inst.index])
+        if self.perceptual is not None:
+            self._pending.append((position, image, target))
+            if len(self._pending) >= self.perceptual.batch_size:
+                self._flush()
+        return dataclasses.replace(record, psnr=psnr(image, target), ssim=ssim(image, target))
+
+    def finish(
+        self, records: Sequence[InstanceScores]
+    ) -> tuple[list[InstanceScores], dict[str, float | None]]:
+        """The run's records with perceptual distances, and its diversity values."""
+        self._flush()
+        out = [
+            dataclasses.replace(r, perceptual=self._distances[k]) if k in self._distances else r
+            for k, r in enumerate(records)
+        ]
+        stats: dict[str, float | None] = dict.fromkeys(("diversity", "target_diversity", "diversity_ratio"))
+        if len(self._thumbs) >= 2:
+            ours, theirs = diversity(self._thumbs), diversity(self._paired)
+            stats = {
+                "diversity": ours,
+                "target_diversity": theirs,
+                "diversity_ratio": ours / theirs if theirs > 0 else None,
+            }
+        self.start()
+        return out, stats
+
+
+def _thumbnail(image: NDArray[np.uint8]) -> NDArray[np.float32]:
+    """A ``DIVERSITY_SIZE`` square float thumbnail in [0, 1] (Pillow bilinear, squashed)."""
+    from PIL import Image
+
+    small = Image.fromarray(image).resize((DIVERSITY_SIZE, DIVERSITY_SIZE), Image.Resampling.BILINEAR)
+    thumb: NDArray[np.float32] = np.asarray(small, dtype=np.float32) / np.float32(255.0)
+    return thumb
+
+
 def _reward_reference(bench: Benchmark, ref: Any) -> Any:
     from rewardkit.rewards.protocol import Reference as RewardReference
 
@@ -661,6 +771,20 @@ def _settings(
             else type(config.keypoints).__name__,
         }
         settings["crop_padding"] = config.crop_padding
+        if "fidelity" in metrics:
+            if any(inst.target is not None for inst in bench):
+                settings["fidelity"] = {
+                    "psnr_max_db": PSNR_MAX_DB,
+                    "diversity_size": DIVERSITY_SIZE,
+                    "collapse_threshold": config.collapse_threshold,
+                    "collapse_drop": config.collapse_drop,
+                }
+                notes.append(
+                    "target fidelity: the perceptual distance is LPIPS-style on EfficientNet-Lite0 "
+                    "features without learned weights (uncalibrated; not LPIPS numbers)"
+                )
+            else:
+                notes.append("the benchmark's instances have no targets: no target fidelity")
         if config.detector == "ground_truth" and {"subject", "background"} & set(metrics):
             notes.append("subject boxes are the target layout from ground_truth.json, not detections")
         if config.keypoints == "ground_truth" and "pose" in metrics:
@@ -701,15 +825,21 @@ def evaluate(
         benchmark: an OmniRef-Bench metadata file, a MICo-style or dual-reference cases file
             (the format is detected), or a loaded ``Benchmark`` / ``CaseSet``.
         out_dir: where to write ``scores_<run>.jsonl``, ``summary.json``, ``report.md``, the
-            plots and generated images (``images/<run>/``); ``None`` writes nothing (runs that
-            generate then need ``Run(images=...)``).
+            plots, ``contact_sheet.png`` (when the instances have targets; see
+            [`contact_sheet`][rewardkit.evaluation.contact_sheet.contact_sheet]) and generated
+            images (``images/<run>/``); ``None`` writes nothing (runs that generate then need
+            ``Run(images=...)``).
         root: folder the benchmark's paths are relative to (default: the file's folder).
         config: an [`EvalConfig`][rewardkit.evaluation.pipeline.EvalConfig].
         **options: [`EvalConfig`][rewardkit.evaluation.pipeline.EvalConfig] fields overriding
             ``config`` (``metrics=``, ``faithful=``, ``judge=``, ...).
 
     Returns:
-        An [`EvalReport`][rewardkit.evaluation.pipeline.EvalReport].
+        An [`EvalReport`][rewardkit.evaluation.pipeline.EvalReport]. With targets and the
+        ``fidelity`` metric, each image's record has ``psnr``, ``ssim`` and ``perceptual``, each
+        run's summary a ``fidelity`` block, and ``summary["warnings"]`` lists collapse warnings
+        (a run's diversity below ``collapse_threshold`` × the targets', or below
+        ``collapse_drop`` × the previous run's); they are also logged and head ``report.md``.
 
     Raises:
         ValueError: bad runs or options; images missing for some items (unless
@@ -769,26 +899,52 @@ def evaluate(
         assert cfg.judge is not None
         applicability = cfg.judge.applicability or ("model" if cfg.faithful else "metadata")
         judge = OmniRefJudge(cfg.judge.build_client(faithful=cfg.faithful), applicability=applicability)
+    has_targets = any(inst.target is not None for inst in bench)
+    fidelity = _FidelityScorer(bench, cfg) if "fidelity" in cfg.metrics and has_targets else None
+    if fidelity is not None and fidelity.note is not None:
+        notes.append(fidelity.note)
     from tqdm import tqdm
 
+    diversities: dict[str, dict[str, float | None]] = {}
     for run in run_list:
         pairs = matched[run.name]
         run_records = []
         for inst, path in tqdm(pairs, desc=f"scoring {run.name}", unit="img", disable=not cfg.progress):
-            if scorer is None:
-                run_records.append(InstanceScores(inst.index, inst.n_refs, inst.category))
+            image = load_rgb(path) if scorer is not None or fidelity is not None else None
+            if scorer is None or image is None:
+                record = InstanceScores(inst.index, inst.n_refs, inst.category)
             else:
-                run_records.append(scorer.score(inst, load_rgb(path)))
+                record = scorer.score(inst, image)
+            if fidelity is not None and image is not None:
+                record = fidelity.score(inst, image, record)
+            run_records.append(record)
+        if fidelity is not None:
+            run_records, diversities[run.name] = fidelity.finish(run_records)
         if judge is not None:
             run_records = _judge_omniref(bench, pairs, run_records, judge, cfg.progress)
         records[run.name] = run_records
 
+    warnings = collapse_warnings(diversities, threshold=cfg.collapse_threshold, drop=cfg.collapse_drop)
+    for message in warnings:
+        logger.warning("%s", message)
     if out is not None:
-        summary = write_summary(records, out, plots=cfg.plots, settings=settings, notes=notes, extra=extra)
+        summary = write_summary(
+            records,
+            out,
+            plots=cfg.plots,
+            settings=settings,
+            notes=notes,
+            extra=extra,
+            diversity=diversities,
+            warnings=warnings,
+        )
+        if has_targets:
+            contact_sheet(bench, folders, out / "contact_sheet.png")
     else:
-        summary = summarize(records)
+        summary = summarize(records, diversity=diversities)
         for name, fields in extra.items():
             summary["methods"][name].update(fields)
+        summary["warnings"] = warnings
         summary["settings"], summary["notes"] = settings, notes
     from rewardkit.evaluation.report import markdown_table
 

@@ -10,6 +10,10 @@ The aggregation follows how OmniRef-Bench's Tab. 2 is formed:
 | MLLM dimension | mean of the 0–10 scores of applicable items |
 | MLLM Avg | mean of the six dimension means |
 
+When the images were compared with ground-truth targets, each method also gets a ``fidelity``
+block: mean PSNR, SSIM and perceptual distance, and the diversity of its images against the
+targets' ([`rewardkit.evaluation.fidelity`][rewardkit.evaluation.fidelity]).
+
 Every aggregate is also broken down by the number of references. Failure counts (missed
 detections, unreadable judge answers, ...) recorded per instance are summed per method.
 """
@@ -24,9 +28,11 @@ from typing import Any, Final
 from rewardkit.evaluation.benchmark import METRICS
 
 __all__ = [
+    "FIDELITY_KEYS",
     "MLLM_DIMENSIONS",
     "SUMMARY_SCHEMA",
     "InstanceScores",
+    "fidelity_table",
     "grouped_bars",
     "markdown_table",
     "n_refs_table",
@@ -44,6 +50,15 @@ MLLM_DIMENSIONS: Final[tuple[str, ...]] = (
     "lighting_consistency",
     "aesthetic_quality",
     "text_adherence",
+)
+#: Keys of a method's ``fidelity`` block in ``summary.json`` (in the report's column order).
+FIDELITY_KEYS: Final[tuple[str, ...]] = (
+    "psnr",
+    "ssim",
+    "perceptual",
+    "diversity",
+    "target_diversity",
+    "diversity_ratio",
 )
 #: Version tag written into ``summary.json``.
 SUMMARY_SCHEMA: Final[str] = "rewardkit.eval/1"
@@ -81,6 +96,10 @@ class InstanceScores:
         failures: counts of what went wrong for this image (``subject_misses``,
             ``pose_miss``, ``judge``, ...); summed per method in the summary.
         details: sub-scores for the JSONL (e.g. ``{"lighting": {"luminance": ...}}``).
+        psnr: PSNR against the instance's target in dB (``None``: not compared).
+        ssim: SSIM against the target.
+        perceptual: LPIPS-style distance to the target (``None`` also when the network is
+            unavailable). The three keys appear in the JSONL only when one is set.
     """
 
     index: int
@@ -92,6 +111,9 @@ class InstanceScores:
     mllm: Mapping[str, float] = field(default_factory=dict)
     failures: Mapping[str, int] = field(default_factory=dict)
     details: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    psnr: float | None = None
+    ssim: float | None = None
+    perceptual: float | None = None
 
     def __post_init__(self) -> None:
         unknown = set(self.objective) - set(METRICS[1:])
@@ -103,6 +125,7 @@ class InstanceScores:
         if len(self.subject_clip) != len(self.subject_dino):
             raise ValueError("subject_clip and subject_dino need one score per subject each")
         values = [*self.subject_clip, *self.subject_dino, *self.objective.values(), *self.mllm.values()]
+        values += [v for v in (self.psnr, self.ssim, self.perceptual) if v is not None]
         if not all(math.isfinite(v) for v in values):
             raise ValueError(f"instance {self.index}: scores must be finite numbers")
         if any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in self.failures.values()):
@@ -114,6 +137,9 @@ class InstanceScores:
         record["objective"], record["mllm"] = dict(self.objective), dict(self.mllm)
         record["failures"] = dict(self.failures)
         record["details"] = {k: dict(v) for k, v in self.details.items()}
+        if self.psnr is None and self.ssim is None and self.perceptual is None:
+            for key in ("psnr", "ssim", "perceptual"):
+                del record[key]
         return record
 
 
@@ -155,17 +181,40 @@ def _aggregate(records: Sequence[InstanceScores]) -> dict[str, Any]:
     }
 
 
-def summarize(runs: Mapping[str, Iterable[InstanceScores]]) -> dict[str, Any]:
+def _fidelity(records: Sequence[InstanceScores], diversity: Mapping[str, Any]) -> dict[str, Any] | None:
+    compared = [r for r in records if r.psnr is not None or r.ssim is not None]
+    if not compared and not diversity:
+        return None
+    block: dict[str, Any] = {
+        key: _mean([v for r in compared if (v := getattr(r, key)) is not None])
+        for key in ("psnr", "ssim", "perceptual")
+    }
+    for key in FIDELITY_KEYS[3:]:
+        block[key] = diversity.get(key)
+    block["n_compared"] = len(compared)
+    return block
+
+
+def summarize(
+    runs: Mapping[str, Iterable[InstanceScores]],
+    *,
+    diversity: Mapping[str, Mapping[str, float | None]] | None = None,
+) -> dict[str, Any]:
     """Aggregate the per-instance scores of each method, overall and by number of references.
 
     Args:
         runs: per-instance scores of each method, e.g. ``{"base": [...], "sft": [...], "rl": [...]}``.
+        diversity: per method, ``{"diversity", "target_diversity", "diversity_ratio"}``
+            (set-level values that per-image records cannot hold; see
+            [`diversity`][rewardkit.evaluation.fidelity.diversity]).
 
     Returns:
         The ``summary.json`` dict: ``{"schema", "benchmark": "omniref", "methods": {name:
         {"objective", "counts", "mllm", "n_instances", "failures", "by_n_refs": {n: {...}}}}}``.
         An average is ``None`` when one of its columns has no applicable instance (it is not
-        formed from a partial set).
+        formed from a partial set). Methods whose images were compared with targets (or that
+        have ``diversity``) also get ``"fidelity"``: the means of ``psnr``, ``ssim`` and
+        ``perceptual``, the three diversity values and ``n_compared`` (images with a target).
     """
     methods: dict[str, Any] = {}
     for name, records in runs.items():
@@ -175,6 +224,9 @@ def summarize(runs: Mapping[str, Iterable[InstanceScores]]) -> dict[str, Any]:
         for n in sorted({r.n_refs for r in records}):
             by_n[str(n)] = _aggregate([r for r in records if r.n_refs == n])
         summary["by_n_refs"] = by_n
+        fidelity = _fidelity(records, (diversity or {}).get(name, {}))
+        if fidelity is not None:
+            summary["fidelity"] = fidelity
         methods[name] = summary
     return {"schema": SUMMARY_SCHEMA, "benchmark": "omniref", "methods": methods}
 
@@ -196,6 +248,23 @@ def markdown_table(summary: Mapping[str, Any]) -> str:
         if has_mllm:
             mllm = method["mllm"] or {}
             row += [_cell(mllm.get(k), 2) for k in _MLLM_HEADERS] + [f"**{_cell(mllm.get('avg'), 2)}**"]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def fidelity_table(summary: Mapping[str, Any]) -> str:
+    """The target-fidelity table (PSNR, SSIM, perceptual, diversity) as Markdown; ``""`` if none.
+
+    Only methods with a ``fidelity`` block are listed.
+    """
+    methods = {name: m["fidelity"] for name, m in summary["methods"].items() if m.get("fidelity")}
+    if not methods:
+        return ""
+    headers = ["Method", "PSNR (dB) ↑", "SSIM ↑", "Perceptual ↓", "Diversity", "Target div.", "Div. ratio"]
+    digits = {"psnr": 2, "ssim": 3, "perceptual": 3, "diversity": 3, "target_diversity": 3}
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for name, block in methods.items():
+        row = [name, *(_cell(block.get(k), digits.get(k, 2)) for k in FIDELITY_KEYS)]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
@@ -226,12 +295,26 @@ def n_refs_table(summary: Mapping[str, Any], method: str) -> str:
 
 
 def _report_markdown(summary: Mapping[str, Any], notes: Sequence[str]) -> str:
-    parts = ["# Evaluation\n", markdown_table(summary)]
+    parts = ["# Evaluation\n"]
+    warnings = summary.get("warnings") or []
+    if warnings:
+        parts.append("\n" + "".join(f"> **Warning:** {w}\n>\n" for w in warnings).removesuffix(">\n") + "\n")
+    parts.append(markdown_table(summary))
     parts.append(
         "\nObjective scores on 0–1 (Subject = mean of CLIP-I and DINO over all subject pairs; "
         "Obj Avg = mean of the five columns); MLLM scores on 0–10 (MLLM Avg = mean of the six "
         "dimension means). – marks a column with no applicable instance.\n"
     )
+    fidelity = fidelity_table(summary)
+    if fidelity:
+        parts.append("\n## Target fidelity\n\n" + fidelity)
+        parts.append(
+            "\nAgainst each instance's ground-truth target: PSNR (dB, capped at 100), SSIM, and an "
+            "LPIPS-style, uncalibrated EfficientNet-Lite0 feature distance (lower is closer). "
+            "Diversity = mean pairwise RMS distance of the method's images (64 px thumbnails); "
+            "Target div. = the same for the targets of the same instances; Div. ratio = their "
+            "quotient (well below 1: the outputs may have collapsed).\n"
+        )
     for name, method in summary["methods"].items():
         parts.append(f"\n## {name}: by number of references\n\n" + n_refs_table(summary, name))
         if method.get("failures"):
@@ -253,6 +336,8 @@ def write_summary(
     settings: Mapping[str, Any] | None = None,
     notes: Sequence[str] = (),
     extra: Mapping[str, Mapping[str, Any]] | None = None,
+    diversity: Mapping[str, Mapping[str, float | None]] | None = None,
+    warnings: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Write ``scores_<method>.jsonl``, ``summary.json``, ``report.md`` and (optionally) PNG plots.
 
@@ -268,6 +353,10 @@ def write_summary(
             the end of ``report.md``.
         notes: caveats listed in ``report.md`` (e.g. offline stand-in encoders, oracle providers).
         extra: per method, fields merged into its ``summary.json`` entry (e.g. missing images).
+        diversity: per method, the set-level diversity values of its ``fidelity`` block (see
+            [`summarize`][rewardkit.evaluation.report.summarize]).
+        warnings: recorded under ``"warnings"`` in ``summary.json`` (when not ``None``) and
+            shown at the top of ``report.md`` (e.g. collapse warnings).
 
     Returns:
         The summary dict (as written to ``summary.json``).
@@ -278,9 +367,11 @@ def write_summary(
     for name, records in runs.items():
         lines = "".join(json.dumps(r.to_json()) + "\n" for r in records)
         (out / f"scores_{name}.jsonl").write_text(lines, encoding="utf-8")
-    summary = summarize(runs)
+    summary = summarize(runs, diversity=diversity)
     for name, fields in (extra or {}).items():
         summary["methods"][name].update(fields)
+    if warnings is not None:
+        summary["warnings"] = list(warnings)
     if settings is not None:
         summary["settings"] = dict(settings)
     if notes:

@@ -10,7 +10,7 @@ unknown name raise a ``ValueError`` that lists the registered names.
 | ``clip_similarity`` | CLIP projected image embedding | target |
 | ``dinov2_similarity`` | DINOv2 CLS (or mean) token | target |
 | ``csd_score`` | CSD style embedding cosine, NaN without a style reference | first style reference |
-| ``offline_similarity`` | EfficientNet-Lite0 features (offline stand-in for SigLIP2) | target |
+| ``offline_similarity`` | EfficientNet-Lite0 spatial feature correlation (stand-in for SigLIP2) | target |
 | ``offline_style`` | EfficientNet-Lite0 Gram matrices (offline stand-in for CSD) | first style reference |
 | ``omniref_judge`` | MLLM, 6 dimensions 0–10 | prompt + references |
 | ``dual_ref_yes_no`` | MLLM, seed 003's three yes/no questions | prompt + references |
@@ -18,7 +18,7 @@ unknown name raise a ``ValueError`` that lists the registered names.
 """
 
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from rewardkit.core.scaling import RewardScaling
 from rewardkit.rewards.csd import CSDConfig, csd_encoder
@@ -38,6 +38,7 @@ from rewardkit.rewards.similarity import Reduce, SimilarityConfig, SimilarityRew
 
 __all__ = [
     "ENCODERS",
+    "OFFLINE_SPATIAL_TAU",
     "REWARDS",
     "build_clip_similarity",
     "build_csd_score",
@@ -210,14 +211,42 @@ def build_csd_score(
     return SimilarityReward(encoder, SimilarityConfig(compare="style", reduce="first"), name=name)
 
 
+#: Default DRS threshold of ``offline_similarity`` with its default ``mode="spatial"`` encoder,
+#: calibrated on OmniRef-mini targets at ``image_size=128`` (see the Rewards page): between a
+#: recognisably right composition (target blurred by 2 px: 10th percentile 0.60; shifted by
+#: 2 px: 0.67) and a wrong one (another target of the category: 90th percentile 0.52; shuffled
+#: patches, the average scene, constant images: lower). At ``image_size=64`` scores run higher
+#: (the same midpoint is about 0.6).
+OFFLINE_SPATIAL_TAU: Final[float] = 0.55
+
+
 def build_offline_similarity(
     *, encoder: ImageEncoder | None = None, name: str = "offline_similarity", **options: Any
 ) -> SimilarityReward:
-    """``offline_similarity``: EfficientNet-Lite0 features vs the target (offline stand-in).
+    r"""``offline_similarity``: EfficientNet-Lite0 spatial similarity to the target (offline stand-in).
+
+    Uses [`effnet_encoder`][rewardkit.effnet_encoder] with ``mode="spatial"`` unless another
+    ``mode`` (``"pooled"``, ``"flat"``) or an ``encoder`` is given: the raw similarity is the
+    mean over the pooled pixels and stages 1–3 of the cosine of the channel-centred feature
+    maps, position by position,
+
+    $$
+    s(x, y) = \frac{1}{L}\sum_{l=1}^{L}
+    \frac{\langle \tilde F_l(x), \tilde F_l(y)\rangle}{\lVert\tilde F_l(x)\rVert\,\lVert\tilde F_l(y)\rVert},
+    $$
+
+    so only the right composition scores high; a constant image scores about 0. (The old
+    default, globally pooled features, let a constant pale image score close to the target.)
+    With the spatial encoder the DRS threshold defaults to
+    [`OFFLINE_SPATIAL_TAU`][rewardkit.rewards.registry.OFFLINE_SPATIAL_TAU] instead of 0.65.
 
     Takes the options of [`build_image_similarity`][rewardkit.rewards.registry.build_image_similarity]
     and of [`effnet_encoder`][rewardkit.effnet_encoder].
     """
+    if encoder is None:
+        options.setdefault("mode", "spatial")
+        if options["mode"] == "spatial":
+            options.setdefault("tau", OFFLINE_SPATIAL_TAU)
     return build_image_similarity(encoder=encoder if encoder is not None else "effnet", name=name, **options)
 
 
@@ -227,9 +256,16 @@ def build_offline_style(
     """``offline_style``: Gram-matrix style cosine vs the first style reference (offline stand-in for CSD).
 
     Takes the options of [`gram_encoder`][rewardkit.gram_encoder], or ``encoder=`` an already
-    built style encoder.
+    built style encoder. Defaults to covariances (``center=True``) on a reflect-padded image
+    (``reflect_pad=True``): uncentred Gram matrices are dominated by the mean activations,
+    so a constant image scored 0.6–0.7 against a style reference whose own scene scored 0.9,
+    and Stage II learned to paint style instances black; with both, constants score about
+    0.2–0.3, a 2-px blur of the styled target 0.53 and the target 0.78 (12 OmniRef-mini
+    ``subject_style`` instances at 128 px). Samples without a style reference get NaN.
     """
     if encoder is None:
+        encoder_options.setdefault("center", True)
+        encoder_options.setdefault("reflect_pad", True)
         encoder = gram_encoder(**encoder_options)
     elif encoder_options:
         raise ValueError(

@@ -47,14 +47,16 @@ def test_cli_writes_the_table_and_plots_for_a_folder_and_a_generated_run(
     assert summary["settings"]["encoders"]["clip"] == "offline_similarity,image_size=64,device=cpu"
     assert summary["settings"]["runs"]["tiny"]["generation"]["guidance_scale"] == 4.0
     assert sorted(p.name for p in out.iterdir()) == [
-        "images", "report.md", "score_vs_n_refs.png", "scores_by_type.png", "scores_gt.jsonl",
-        "scores_tiny.jsonl", "summary.json",
+        "contact_sheet.png", "images", "report.md", "score_vs_n_refs.png", "scores_by_type.png",
+        "scores_gt.jsonl", "scores_tiny.jsonl", "summary.json",
     ]  # fmt: skip
     for file in out.iterdir():
         if file.is_file():
             assert b"sk-test-secret" not in file.read_bytes()
     report = (out / "report.md").read_text()
     assert "\n| gt | " in report and "\n| tiny | " in report and "## tiny: by number of references" in report
+    assert "## Target fidelity" in report  # fidelity is on by default; OmniRef-mini has targets
+    assert summary["methods"]["gt"]["fidelity"]["psnr"] == 100.0
 
 
 def test_cli_errors_exit_2_with_a_message(mini, gt_folder, tmp_path, capsys) -> None:

@@ -4,8 +4,10 @@ from pathlib import Path
 import pytest
 
 from rewardkit.evaluation.report import (
+    FIDELITY_KEYS,
     MLLM_DIMENSIONS,
     InstanceScores,
+    fidelity_table,
     markdown_table,
     summarize,
     write_summary,
@@ -96,8 +98,37 @@ def test_table_and_files(tmp_path: Path) -> None:
         ({"mllm": {"beauty": 1.0}}, "unknown dimension"),
         ({"subject_clip": (0.1,)}, "one score per subject"),
         ({"objective": {"pose": float("nan")}}, "must be finite"),
+        ({"psnr": float("inf")}, "must be finite"),
     ],
 )
 def test_bad_records(kwargs, match) -> None:
     with pytest.raises(ValueError, match=match):
         InstanceScores(0, 2, "subject", **kwargs)
+
+
+def test_fidelity_block_table_and_warnings(tmp_path: Path) -> None:
+    plain = records()
+    compared = [
+        InstanceScores(0, 2, "subject_style", psnr=20.0, ssim=0.5, perceptual=0.3),
+        InstanceScores(1, 3, "subject_bg", psnr=30.0, ssim=0.7),  # perceptual unavailable
+        InstanceScores(2, 3, "subject"),  # no target
+    ]
+    assert "psnr" not in plain[0].to_json()  # JSONL lines without targets are unchanged
+    assert compared[1].to_json()["perceptual"] is None and compared[0].to_json()["psnr"] == 20.0
+    diversity = {"rl": {"diversity": 0.1, "target_diversity": 0.4, "diversity_ratio": 0.25}}
+    summary = write_summary(
+        {"base": plain, "rl": compared}, tmp_path, plots=False, diversity=diversity, warnings=["collapse: rl"]
+    )
+    assert "fidelity" not in summary["methods"]["base"]
+    block = summary["methods"]["rl"]["fidelity"]
+    assert set(FIDELITY_KEYS) <= set(block) and block["n_compared"] == 2
+    assert (block["psnr"], block["ssim"], block["perceptual"]) == (25.0, pytest.approx(0.6), 0.3)
+    assert block["diversity_ratio"] == 0.25 and summary["warnings"] == ["collapse: rl"]
+    table = fidelity_table(summary).splitlines()
+    assert len(table) == 3 and table[2] == "| rl | 25.00 | 0.600 | 0.300 | 0.100 | 0.400 | 0.25 |"
+    report = (tmp_path / "report.md").read_text()
+    assert (
+        report.startswith("# Evaluation\n\n> **Warning:** collapse: rl\n") and "## Target fidelity" in report
+    )
+    assert fidelity_table(summarize({"base": plain})) == ""
+    assert "warnings" not in write_summary({"base": plain}, tmp_path, plots=False)  # unchanged without

@@ -102,16 +102,35 @@ def test_ablation_variants_change_only_their_component() -> None:
     assert dyref.ABLATIONS["sft_only"] is None
 
 
-def test_ablation_table_has_a_row_per_setting() -> None:
-    def method(avg: float) -> dict[str, Any]:
-        keys = ("subject", "style", "background", "lighting", "pose")
-        return {"objective": {**dict.fromkeys(keys, avg), "avg": avg, "avg_present": avg}}
+def _method(avg: float, psnr: float | None = None, ratio: float | None = None) -> dict[str, Any]:
+    keys = ("subject", "style", "background", "lighting", "pose")
+    out: dict[str, Any] = {"objective": {**dict.fromkeys(keys, avg), "avg": avg, "avg_present": avg}}
+    if psnr is not None:
+        out["fidelity"] = {"psnr": psnr, "ssim": 0.5, "perceptual": 0.25, "diversity_ratio": ratio}
+    return out
 
-    summary = {"methods": {"sft_only": method(0.5), "full": method(0.625)}}
+
+def test_ablation_table_has_a_row_per_setting() -> None:
+    summary = {"methods": {"sft_only": _method(0.5), "full": _method(0.625, 12.5, 0.9)}}
     table = dyref.ablation_table(summary).splitlines()
-    assert table[0].startswith("| Setting | Subject")
-    assert table[2].startswith("| sft_only |") and table[2].endswith("| 0.5000 |")
-    assert table[3].startswith("| full |") and table[3].endswith("| 0.6250 |")
+    assert table[0].startswith("| Setting | Subject") and "| PSNR |" in table[0]
+    assert table[2].startswith("| sft_only |") and table[2].endswith("| 0.5000 | – | – | – |")
+    assert table[3].startswith("| full |") and table[3].endswith("| 0.6250 | 12.50 | 0.500 | 0.90 |")
+
+
+def test_stage_table_shows_the_change_in_score_and_in_psnr() -> None:
+    summary = {
+        "methods": {
+            "base": _method(0.5, 12.0, 0.8),
+            "sft": _method(0.55, 13.25, 0.85),
+            "rl": _method(0.6, 13.0, 0.4),
+        }
+    }
+    rows = dyref.stage_table(summary).splitlines()
+    assert rows[2] == "| base | 0.5000 |  | 12.00 |  | 0.500 | 0.250 | 0.80 |"
+    assert rows[3].startswith("| SFT (Stage I) | 0.5500 | +0.0500 | 13.25 | +1.25 |")
+    assert rows[4].startswith("| RL (Stage II: GDPO + DAR + DRS) | 0.6000 | +0.0500 | 13.00 | -0.25 |")
+    assert rows[4].endswith("| 0.40 |")
 
 
 @pytest.mark.slow

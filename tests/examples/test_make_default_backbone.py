@@ -96,3 +96,42 @@ def test_reusing_a_codec_trains_only_a_fresh_transformer(tmp_path: Path) -> None
 
     backbone = rewardkit.load_backbone("qwen-image-edit-2511", str(out), device="cpu")
     assert backbone.name == "qwen-image-edit-2511"
+
+
+def test_a_continued_phase_starts_from_given_weights_and_logs_its_psnr(tmp_path: Path) -> None:
+    import json
+
+    import torch
+    from safetensors.torch import load_file
+
+    embedded = ROOT / "examples" / "assets" / "dyref-tiny-qwen"
+    out = tmp_path / "phase"
+    argv = ["--scenes", "2", "--steps", "10", "--stop-after", "2", "--accumulate", "1", "--eval-every", "1"]
+    argv += ["--eval-scenes", "2", "--categories", "subject", "--max-refs", "2"]
+    argv += ["--reuse-codec", str(embedded), "--init-transformer", str(embedded / "transformer")]
+    assert maker.main([*argv, "--out", str(out)]) == 0
+    log = [json.loads(line) for line in (out / "pretraining_log.jsonl").read_text().splitlines()]
+    assert [entry["step"] for entry in log] == [1, 2]  # every step, and the last one once
+    assert all(0 < entry["psnr"] < 100 and entry["psnr"] == entry["psnr_few_refs"] for entry in log)
+    record = json.loads((out / "pretraining.json").read_text())
+    assert record["stop_after"] == 2 and record["categories"] == ["subject"] and record["max_references"] == 2
+    assert record["held_out"] == log[-1]
+
+    source, trained = (
+        load_file(str(next((f / "transformer").glob("*.safetensors")))) for f in (embedded, out)
+    )
+    assert source.keys() == trained.keys()  # the given architecture, not the script's default
+    # two small steps from the given weights: close to them, but moved
+    assert not all(torch.equal(source[k], trained[k]) for k in source)
+    assert max(float((source[k] - trained[k]).abs().max()) for k in source) < 0.05
+
+
+def test_pretraining_pairs_reject_unknown_categories_and_empty_sets() -> None:
+    import pytest
+
+    assert maker.pretraining_pairs(("subject",), 3) == [("subject", 2), ("subject", 3)]
+    assert all("lighting" not in c for c, _ in maker.pretraining_pairs())
+    with pytest.raises(ValueError, match="unknown categories"):
+        maker.pretraining_pairs(("subjects",), 3)
+    with pytest.raises(ValueError, match="no \\(category"):
+        maker.pretraining_pairs(("subject_pose_bg",), 3)
