@@ -14,21 +14,34 @@ weights are trained here, briefly, on OmniRef-mini-style scenes:
    adapter conditions them (reference VAE tokens + the vision-language prompt).
 
 The transformer's pre-training data plays the part of the real base model's training data:
-subjects, backgrounds and poses **with at most three references** (Qwen-Image-Edit-2511 was
-built for 1–3 input images). Style and lighting references and 4–7 references are what DyRef's
-Stage I adds (the paper's SFT data: mixed-type, many-reference composition), so on OmniRef-mini
-the base model is meaningful but weak where the paper's base model is weak. The VAE sees every
+every OmniRef-mini type combination **without a lighting reference**, with 2–7 references.
+Relighting a scene like a reference image is what Stage I teaches here (with DyRef's
+mixed-type SFT data), so on OmniRef-mini the base model composes but is weak where it never
+learned. (The first default was pre-trained on at most three references: it painted colour
+blobs, and 5 dB images for 5–7 references; see ``pretraining_log.jsonl``.) The VAE sees every
 reference type (it is the image codec, not the composer).
 
-Run (about 20 minutes on 2 CPU cores)::
+The shipped transformer (6 blocks of width 128, 3.7 M parameters) was made in two phases on
+top of the first version's VAE, tokenizer and text encoder (``--reuse-codec``), one core, each
+scene noised at 4 levels per step; every 250 steps it is saved and its 10-step ODE samples are
+compared with 43 held-out targets (``pretraining_log.jsonl``, mean PSNR overall, for at most
+three and for more references, and for the lighting types it never saw)::
 
-    python examples/make_default_backbone.py --out examples/assets/dyref-tiny-qwen
+    # phase 1 (about 30 min): at most three references, every type
+    python examples/make_default_backbone.py --reuse-codec examples/assets/dyref-tiny-qwen \
+        --out /tmp/phase1 --categories all --max-refs 3 --scenes 8000 --steps 5000 \
+        --stop-after 1250 --accumulate 8 --noise-draws 4 --lr 1.5e-3 --threads 1 --eval-every 250
+    # phase 2: 2–7 references, no lighting type (the defaults)
+    python examples/make_default_backbone.py --reuse-codec examples/assets/dyref-tiny-qwen \
+        --init-transformer /tmp/phase1/transformer --out /tmp/phase2 --scenes 8000 \
+        --steps 3000 --accumulate 8 --noise-draws 4 --lr 1.5e-3 --threads 1 --eval-every 250
+
+(``--stop-after`` ends a phase early on the schedule of ``--steps``; ``pretraining.json``
+records the phase that made the shipped weights and its last PSNR check.) Without
+``--reuse-codec`` the script first trains the VAE (about 15 minutes).
 
 ``--noise-draws k`` noises every scene at k levels in one batched forward (per-sample σ): on
-this model k = 4 gives 4× the training samples for under twice the time (the whole run took
-34 min with ``--noise-draws 4 --reuse-codec examples/assets/dyref-tiny-qwen``, which skips the
-VAE stage). The shipped weights were made with the defaults (k = 1): the stronger base this
-makes scores higher but leaves Stage I less to gain at ``--quick`` size.
+this model k = 4 gives 4× the training samples for under twice the time.
 
 The result is a diffusers pipeline folder (safetensors) that
 ``rewardkit.load_backbone("qwen-image-edit-2511", path)`` reads.

@@ -385,6 +385,8 @@ def train(config: GRPOConfig, *, resume: str | None = None) -> GRPOResult:
             "step": float(step),
             **reward_metrics(all_rewards, scored.names, scored.weights),
         }
+        # the pre-DRS similarity (DAR's difficulty signal): where the policy sits relative to τ
+        record[f"reward/{scored.names[column]}/sim_raw_mean"] = float(all_difficulty.nanmean())
         record.update(tensor_metrics(adv=adv_sorted, dar=w_sorted))
         record.update(stats.means(dist))
         record.update(
