@@ -313,6 +313,23 @@ SPATIAL_COLOUR_WEIGHT = 0.25
 _STRIDES: tuple[int, ...] = (2, 4, 8, 16, 16, 32, 32)
 
 
+def _stage_maps(m: Any, image: Tensor, stages: tuple[int, ...], pad: int) -> list[Tensor]:
+    """EfficientNet-Lite0 outputs of ``stages`` on the image reflect-padded by ``pad`` pixels.
+
+    The maps are cropped back to the image, so the network's own zero-padded borders stay outside.
+    """
+    x = m.bn1(m.conv_stem(nn.functional.pad(image, (pad,) * 4, mode="reflect") if pad else image))
+    maps = []
+    for index, block in enumerate(m.blocks):
+        x = block(x)
+        if index in stages:
+            c = pad // _STRIDES[index]
+            maps.append(x[..., c : x.shape[-2] - c, c : x.shape[-1] - c])
+        if index == max(stages):
+            break
+    return maps
+
+
 def _spatial_encoder(
     weights: str | Path | None,
     layers: Sequence[int] | None,
@@ -335,19 +352,12 @@ def _spatial_encoder(
     if image_size < 64:
         raise ValueError(f"image_size must be >= 64 with mode='spatial', got {image_size!r}")
     model = efficientnet_lite0(weights)
-    last, pad = max(stages), _SPATIAL_PAD
+    pad = _SPATIAL_PAD
 
     def features(m: Any, image: Tensor) -> Tensor:
         pooled = nn.functional.adaptive_avg_pool2d(image, grid) if grid else None
         maps = [pooled] if pooled is not None else []
-        x = m.bn1(m.conv_stem(nn.functional.pad(image, (pad, pad, pad, pad), mode="reflect")))
-        for index, block in enumerate(m.blocks):
-            x = block(x)
-            if index in stages:
-                c = pad // _STRIDES[index]
-                maps.append(x[..., c : x.shape[-2] - c, c : x.shape[-1] - c])
-            if index == last:
-                break
+        maps += _stage_maps(m, image, stages, pad)
         return spatial_descriptor(maps, colour=pooled, colour_weight=alpha)
 
     preprocess = Preprocess(size=image_size, resize="squash", mean=_MEAN, std=_STD)
@@ -425,21 +435,11 @@ def gram_encoder(
     stages = _check_stages(layers)
     _check_size(image_size)
     model = efficientnet_lite0(weights)
-    last = max(stages)
 
     pad = _SPATIAL_PAD if reflect_pad else 0
 
     def features(m: Any, pixels: Tensor) -> Tensor:
-        x = m.bn1(m.conv_stem(nn.functional.pad(pixels, (pad,) * 4, mode="reflect") if pad else pixels))
-        maps = []
-        for index, block in enumerate(m.blocks):
-            x = block(x)
-            if index in stages:
-                c = pad // _STRIDES[index]
-                maps.append(x[..., c : x.shape[-2] - c, c : x.shape[-1] - c])
-            if index == last:
-                break
-        return gram_descriptor(maps, center=center)
+        return gram_descriptor(_stage_maps(m, pixels, stages, pad), center=center)
 
     preprocess = Preprocess(size=image_size, resize="squash", mean=_MEAN, std=_STD)
     return TorchImageEncoder(
