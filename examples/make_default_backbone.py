@@ -383,6 +383,18 @@ def main(argv: list[str] | None = None) -> int:
         help="stop after this many steps of the --steps schedule (a phase of a longer schedule)",
     )
     args = parser.parse_args(argv)
+    # bad flags end in one line (exit 2) before anything is rendered or written
+    categories = tuple(CATEGORIES) if args.categories == "all" else tuple(args.categories.split(","))
+    try:
+        pretraining_pairs(categories, args.max_refs)
+    except ValueError as err:
+        parser.error(f"--categories/--max-refs: {err}")
+    for flag, folder, needed in (
+        ("--init-transformer", args.init_transformer, "config.json"),
+        ("--reuse-codec", args.reuse_codec, "model_index.json"),
+    ):
+        if folder is not None and not (Path(folder) / needed).is_file():
+            parser.error(f"{flag} {folder}: no {needed} there (expected a diffusers folder)")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -391,7 +403,6 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.time()
     torch.manual_seed(args.seed)
-    categories = tuple(CATEGORIES) if args.categories == "all" else tuple(args.categories.split(","))
     instances = _instances(args.scenes, args.seed, 64, pretraining_pairs(categories, args.max_refs))
     out = Path(args.out)
     if args.reuse_codec:

@@ -135,3 +135,19 @@ def test_pretraining_pairs_reject_unknown_categories_and_empty_sets() -> None:
         maker.pretraining_pairs(("subjects",), 3)
     with pytest.raises(ValueError, match="no \\(category"):
         maker.pretraining_pairs(("subject_pose_bg",), 3)
+
+
+def test_bad_flags_end_in_one_line_before_anything_is_written(tmp_path: Path, capsys) -> None:
+    import pytest
+
+    out = tmp_path / "out"
+    for argv, culprit in (
+        (["--categories", "subjects"], "unknown categories ['subjects']"),
+        (["--init-transformer", str(tmp_path / "nope")], "--init-transformer"),
+        (["--reuse-codec", str(tmp_path)], "--reuse-codec"),
+    ):
+        with pytest.raises(SystemExit) as info:
+            maker.main([*argv, "--out", str(out)])
+        assert info.value.code == 2
+        assert culprit in capsys.readouterr().err
+    assert not out.exists()
