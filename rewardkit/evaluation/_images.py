@@ -38,18 +38,30 @@ def as_uint8_rgb(name: str, image: ImageLike) -> NDArray[np.uint8]:
     return image
 
 
-def load_rgb(path: str | Path) -> NDArray[np.uint8]:
-    """Read an image file as an `(H, W, 3)` uint8 RGB array (needs Pillow).
+def load_rgb(path: str | Path, *, opencv_decoder: bool = False) -> NDArray[np.uint8]:
+    """Read an image file as an `(H, W, 3)` uint8 RGB array.
+
+    Args:
+        path: the image file.
+        opencv_decoder: decode with ``cv2.imread`` (as the reference scripts read generated
+            images and the lighting and background references) instead of Pillow. The two
+            agree on PNG; JPEG decoders may differ by a level.
 
     Raises:
         FileNotFoundError: the file does not exist.
         ValueError: the file is not a readable image (the message names it).
     """
-    from PIL import Image, UnidentifiedImageError
-
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"image not found: {p}")
+    if opencv_decoder:
+        cv2 = opencv()
+        bgr = cv2.imread(str(p), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise ValueError(f"{p} is not a readable image (cv2.imread returned None)")
+        return rgb_to_bgr(bgr)  # the same swap turns BGR back into RGB
+    from PIL import Image, UnidentifiedImageError
+
     try:
         with Image.open(p) as image:
             return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
@@ -69,18 +81,33 @@ def save_png(image: NDArray[np.uint8], path: str | Path) -> Path:
     return target
 
 
-def resize_rgb(image: NDArray[np.uint8], height: int, width: int) -> NDArray[np.uint8]:
-    """Bilinear resize of an `(H, W, 3)` uint8 image (half-pixel centres, no antialiasing).
+def opencv() -> Any:
+    """The ``cv2`` module, or an ImportError that says which extra installs it.
 
-    The sampling grid of OpenCV's ``INTER_LINEAR`` (``cv2.resize``'s default), in float64 and
-    rounded back to uint8.
+    The faithful metrics call OpenCV where the reference scripts did, so their numbers are the
+    scripts' own, not a re-implementation's.
     """
+    try:
+        import cv2
+    except ImportError as err:
+        raise ImportError(
+            "the OmniRef lighting and background metrics need OpenCV: pip install 'rewardkit[eval]' "
+            "(opencv-python-headless)"
+        ) from err
+    return cv2
+
+
+def resize_rgb(image: NDArray[np.uint8], height: int, width: int) -> NDArray[np.uint8]:
+    """``cv2.resize`` to ``height × width`` with its default ``INTER_LINEAR``, as the scripts did."""
     if image.shape[0] == height and image.shape[1] == width:
         return image
-    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].double()
-    out = torch.nn.functional.interpolate(tensor, size=(height, width), mode="bilinear", align_corners=False)
-    resized: NDArray[np.uint8] = out[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+    resized: NDArray[np.uint8] = opencv().resize(np.ascontiguousarray(image), (width, height))
     return resized
+
+
+def rgb_to_bgr(image: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    """Swap red and blue: what ``cv2.imread`` returns for the same file."""
+    return np.ascontiguousarray(image[..., ::-1])
 
 
 def to_tensor(image: NDArray[np.uint8]) -> torch.Tensor:

@@ -1,19 +1,18 @@
 """OmniRef-Bench lighting consistency: five image statistics compared between two images.
 
-Pure array code (numpy + torch for the resize), written from the OmniRef protocol's formulas.
-The colour conversions follow OpenCV's documented 8-bit definitions, so scores agree with the
-reference script (which used OpenCV) up to OpenCV's fixed-point rounding of the resize and the
-Lab conversion.
+The image operations are OpenCV's own calls, the ones the reference script made
+(``cv2.resize``, ``cvtColor`` to Lab and grey, ``calcHist``/``compareHist``), so with
+``faithful=True`` the score *is* the script's. The default mode differs only where the script
+has a quirk (see [`lighting_consistency`][rewardkit.lighting_consistency]).
 """
 
 from dataclasses import asdict, dataclass
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
-import torch
 from numpy.typing import NDArray
 
-from rewardkit.evaluation._images import ImageLike, as_uint8_rgb
+from rewardkit.evaluation._images import ImageLike, as_uint8_rgb, opencv, rgb_to_bgr
 
 __all__ = ["LIGHTING_WEIGHTS", "LightingScore", "lighting_consistency"]
 
@@ -52,47 +51,6 @@ class LightingScore:
         return asdict(self)
 
 
-def _resize_bilinear(image: NDArray[np.uint8], size: int) -> NDArray[np.uint8]:
-    """Bilinear resize to ``size × size``, rounded back to uint8.
-
-    Half-pixel centres and no antialiasing, as OpenCV's ``INTER_LINEAR``.
-    """
-    if image.shape[0] == size and image.shape[1] == size:
-        return image
-    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].double()
-    out = torch.nn.functional.interpolate(tensor, size=(size, size), mode="bilinear", align_corners=False)
-    return out[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
-
-
-def rgb_to_gray(image: NDArray[np.uint8]) -> NDArray[np.uint8]:
-    r"""OpenCV's 8-bit grey: $Y = 0.299R + 0.587G + 0.114B$ in 14-bit fixed point, rounded."""
-    rgb = image.astype(np.int64)
-    gray = (4899 * rgb[..., 0] + 9617 * rgb[..., 1] + 1868 * rgb[..., 2] + (1 << 13)) >> 14
-    return gray.astype(np.uint8)
-
-
-def rgb_to_lab(image: NDArray[np.uint8]) -> NDArray[np.float64]:
-    r"""CIE L\*a\*b\* (D65) on OpenCV's 8-bit scale: $L \cdot 255/100$, $a + 128$, $b + 128$.
-
-    sRGB is linearised with the sRGB transfer curve, mapped to XYZ, normalised by the D65 white
-    point, then $L = 116 f(Y) - 16$, $a = 500(f(X) - f(Y))$, $b = 200(f(Y) - f(Z))$ with
-    $f(t) = t^{1/3}$ above $0.008856$ and $7.787t + 16/116$ below.
-    """
-    c = image.astype(np.float64) / 255.0
-    linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-    matrix = np.array(
-        [[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]]
-    )
-    xyz = linear @ matrix.T
-    xyz /= np.array([0.950456, 1.0, 1.088754])
-    f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16.0 / 116.0)
-    y = xyz[..., 1]
-    lightness = np.where(y > 0.008856, 116.0 * np.cbrt(y) - 16.0, 903.3 * y)
-    a = 500.0 * (f[..., 0] - f[..., 1])
-    b = 200.0 * (f[..., 1] - f[..., 2])
-    return np.stack([lightness * 255.0 / 100.0, a + 128.0, b + 128.0], axis=-1)
-
-
 def _contrast(gray: NDArray[np.uint8]) -> float:
     p5, p95 = np.percentile(gray.astype(np.float64), [5, 95])
     return float((p95 - p5) / (p95 + p5 + 1e-6))
@@ -101,8 +59,9 @@ def _contrast(gray: NDArray[np.uint8]) -> float:
 def _grid_means(gray: NDArray[np.uint8], *, faithful: bool) -> NDArray[np.float64]:
     """Mean grey level of a 3×3 grid, normalised to sum 1.
 
-    The reference uses ``step = h // 3`` and ignores the rows/columns past ``3·step``
-    (``faithful=True``); the default splits the whole image into nine near-equal cells.
+    The reference uses ``step = h // 3`` and ignores the rows/columns past ``3·step``, and
+    divides by the sum unguarded, so an all-black image gives NaN cells (``faithful=True``).
+    The default splits the whole image into nine near-equal cells and leaves a zero grid zero.
     """
     g = gray.astype(np.float64)
     if faithful:
@@ -111,28 +70,31 @@ def _grid_means(gray: NDArray[np.uint8], *, faithful: bool) -> NDArray[np.float6
     else:
         cells = [cell for band in np.array_split(g, 3, axis=0) for cell in np.array_split(band, 3, axis=1)]
     means = np.array([cell.mean() for cell in cells])
+    if faithful:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            normalised: NDArray[np.float64] = means / means.sum()
+        return normalised
     return means / means.sum() if means.sum() > 0 else means
 
 
 def _light_distribution(gray1: NDArray[np.uint8], gray2: NDArray[np.uint8], *, faithful: bool) -> float:
     m1, m2 = _grid_means(gray1, faithful=faithful), _grid_means(gray2, faithful=faithful)
-    flat1, flat2 = m1.std() < 1e-6, m2.std() < 1e-6
+    flat1, flat2 = bool(m1.std() < 1e-6), bool(m2.std() < 1e-6)  # NaN grids are not flat
     if flat1 or flat2:  # a uniformly lit image has no light direction to correlate
         return 1.0 if flat1 and flat2 else 0.0
-    r = float(np.corrcoef(m1, m2)[0, 1])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = float(np.corrcoef(m1, m2)[0, 1])
     return 0.0 if np.isnan(r) else (r + 1.0) / 2.0
 
 
-def _gray_histogram(gray: NDArray[np.uint8]) -> NDArray[np.float64]:
-    counts = np.bincount((gray // 4).ravel(), minlength=64).astype(np.float64)  # 64 bins over [0, 256)
-    normalised: NDArray[np.float64] = counts / counts.sum()
-    return normalised
-
-
-def _shadow_distribution(gray1: NDArray[np.uint8], gray2: NDArray[np.uint8]) -> float:
-    overlap = float(np.sum(np.sqrt(_gray_histogram(gray1) * _gray_histogram(gray2))))
-    bhattacharyya = np.sqrt(max(1.0 - overlap, 0.0))
-    return max(0.0, 1.0 - float(bhattacharyya))
+def _shadow_distribution(cv2: Any, gray1: NDArray[np.uint8], gray2: NDArray[np.uint8]) -> float:
+    """1 − OpenCV's Bhattacharyya distance of the L1-normalised 64-bin grey histograms."""
+    hists = [
+        cv2.normalize(cv2.calcHist([g], [0], None, [64], [0, 256]), None, norm_type=cv2.NORM_L1)
+        for g in (gray1, gray2)
+    ]
+    distance = float(cv2.compareHist(hists[0], hists[1], cv2.HISTCMP_BHATTACHARYYA))
+    return 0.0 if np.isnan(distance) else max(0.0, 1.0 - distance)
 
 
 def lighting_consistency(
@@ -140,8 +102,9 @@ def lighting_consistency(
 ) -> LightingScore:
     r"""OmniRef-Bench lighting consistency between a lighting reference and a generated image.
 
-    Both images are resized to ``size × size`` (bilinear, aspect ratio not kept), then with
-    $L, a, b$ the Lab channels (OpenCV 8-bit scale) and $Y$ the grey image:
+    Both images are resized to ``size × size`` with ``cv2.resize`` (bilinear, aspect ratio not
+    kept), then with $L, a, b$ the channels of ``cvtColor(BGR2LAB)`` (OpenCV's 8-bit scale) and
+    $Y$ those of ``cvtColor(BGR2GRAY)``:
 
     $$
     \begin{aligned}
@@ -164,8 +127,10 @@ def lighting_consistency(
             float tensor in [0, 1], or a PIL image.
         generated: the generated image, same forms.
         faithful: reproduce the reference script exactly: the 3×3 grid drops the rows/columns
-            beyond ``3·(h // 3)``, and the total is rounded as the script's 0–100 value to 2
-            decimals. The default splits the grid over every pixel and does not round.
+            beyond ``3·(h // 3)``, an all-black image's grid is 0/0 (so its $s_{dist}$ is 0,
+            even against another black image), and the total is rounded as the script's
+            0–100 value to 2 decimals. The default splits the grid over every pixel, scores
+            two black images' grids as equally flat (1) and does not round.
         size: side of the square both images are resized to (the protocol uses 512).
 
     Returns:
@@ -174,6 +139,7 @@ def lighting_consistency(
 
     Raises:
         ValueError: an image that is not RGB, is empty, or has values outside [0, 1] / [0, 255].
+        ImportError: OpenCV is not installed (``pip install 'rewardkit[eval]'``).
 
     Example:
         >>> import numpy as np, rewardkit
@@ -183,22 +149,26 @@ def lighting_consistency(
 
     References:
         DyRef / OmniRef-Bench evaluation, ``CSD_patch/lighting_consistency_eval.py``; OpenCV
-        colour conversions (``COLOR_RGB2Lab``, ``COLOR_RGB2GRAY``) and ``HISTCMP_BHATTACHARYYA``.
+        ``resize``, ``cvtColor`` (``COLOR_BGR2LAB``, ``COLOR_BGR2GRAY``), ``calcHist`` and
+        ``compareHist(HISTCMP_BHATTACHARYYA)``.
     """
     if isinstance(size, bool) or not isinstance(size, int) or size < 3:
         raise ValueError(f"size must be an int >= 3 (a 3×3 grid is compared), got {size!r}")
-    img1 = _resize_bilinear(as_uint8_rgb("reference", reference), size)
-    img2 = _resize_bilinear(as_uint8_rgb("generated", generated), size)
-    lab1, lab2 = rgb_to_lab(img1), rgb_to_lab(img2)
-    gray1, gray2 = rgb_to_gray(img1), rgb_to_gray(img2)
-    mean1, mean2 = lab1.reshape(-1, 3).mean(axis=0), lab2.reshape(-1, 3).mean(axis=0)
+    cv2 = opencv()
+    # The script read both files with cv2.imread (BGR) and resized them to size × size.
+    bgr1 = cv2.resize(rgb_to_bgr(as_uint8_rgb("reference", reference)), (size, size))
+    bgr2 = cv2.resize(rgb_to_bgr(as_uint8_rgb("generated", generated)), (size, size))
+    lab1, lab2 = cv2.cvtColor(bgr1, cv2.COLOR_BGR2LAB), cv2.cvtColor(bgr2, cv2.COLOR_BGR2LAB)
+    gray1, gray2 = cv2.cvtColor(bgr1, cv2.COLOR_BGR2GRAY), cv2.cvtColor(bgr2, cv2.COLOR_BGR2GRAY)
+    mean1 = np.array([lab1[..., c].mean() for c in range(3)])
+    mean2 = np.array([lab2[..., c].mean() for c in range(3)])
 
     scores = {
         "luminance": max(0.0, 1.0 - abs(mean1[0] - mean2[0]) / 50.0),
         "contrast": max(0.0, 1.0 - 2.0 * abs(_contrast(gray1) - _contrast(gray2))),
-        "color_temp": max(0.0, 1.0 - float(np.hypot(*(mean1[1:] - mean2[1:]))) / 50.0),
+        "color_temp": max(0.0, 1.0 - float(np.sqrt(np.sum((mean1[1:] - mean2[1:]) ** 2))) / 50.0),
         "light_dist": _light_distribution(gray1, gray2, faithful=faithful),
-        "shadow_dist": _shadow_distribution(gray1, gray2),
+        "shadow_dist": _shadow_distribution(cv2, gray1, gray2),
     }
     scores = {k: float(v) for k, v in scores.items()}
     total = sum(LIGHTING_WEIGHTS[k] * v for k, v in scores.items())

@@ -43,16 +43,8 @@ from rewardkit.evaluation.cases import (
     summarize_cases,
 )
 from rewardkit.evaluation.contact_sheet import contact_sheet
-from rewardkit.evaluation.fidelity import (
-    DIVERSITY_SIZE,
-    PSNR_MAX_DB,
-    PerceptualDistance,
-    collapse_warnings,
-    default_perceptual,
-    diversity,
-    psnr,
-    ssim,
-)
+from rewardkit.evaluation.fidelity import DIVERSITY_SIZE, PSNR_MAX_DB, collapse_warnings
+from rewardkit.evaluation.fidelity_scorer import FidelityScorer
 from rewardkit.evaluation.generation import GenerationItem, GenerationSettings, find_images, generate_images
 from rewardkit.evaluation.lighting import lighting_consistency
 from rewardkit.evaluation.metrics import (
@@ -468,7 +460,9 @@ class _ObjectiveScorer:
             objective["style"] = style_consistency(image, reference, encoder=self.style)
         if "background" in self.metrics and inst.applies("background"):
             assert self.masks is not None and self.background is not None
-            reference = load_rgb(self.bench.resolve(self._ref(inst, "background").path))
+            reference = load_rgb(
+                self.bench.resolve(self._ref(inst, "background").path), opencv_decoder=self.faithful
+            )
             foreground = self.masks.foreground(image, boxes, instance=inst)
             objective["background"] = background_consistency(
                 image,
@@ -478,7 +472,9 @@ class _ObjectiveScorer:
                 faithful=self.faithful,
             )
         if "lighting" in self.metrics and inst.applies("lighting"):
-            reference = load_rgb(self.bench.resolve(self._ref(inst, "lighting").path))
+            reference = load_rgb(
+                self.bench.resolve(self._ref(inst, "lighting").path), opencv_decoder=self.faithful
+            )
             lighting = lighting_consistency(reference, image, faithful=self.faithful)
             objective["lighting"] = lighting.total
             details["lighting"] = lighting.as_dict()
@@ -514,87 +510,6 @@ class _ObjectiveScorer:
         pose = pose_consistency(kp, kp_ref, faithful=self.faithful)
         objective["pose"] = pose.overall
         details["pose"] = pose.as_dict()
-
-
-class _FidelityScorer:
-    """Compares each image with its instance's target; keeps what the set-level values need.
-
-    Per run: ``start``, ``score`` every image, then ``finish`` for the perceptual
-    distances (computed in batches) and the diversity values (64 px thumbnails; the targets'
-    thumbnails are kept across runs).
-    """
-
-    def __init__(self, bench: Benchmark, config: EvalConfig) -> None:
-        self.bench = bench
-        self.note: str | None = None
-        self.perceptual: PerceptualDistance | None = default_perceptual(config.device)
-        try:
-            self.perceptual.load()
-        except ImportError as err:
-            self.perceptual = None
-            self.note = f"perceptual distance skipped (its network is unavailable: {err})"
-            logger.warning("target fidelity: %s", self.note)
-        self._target_thumbs: dict[int, NDArray[np.float32]] = {}
-        self.start()
-
-    def start(self) -> None:
-        """Begin a run."""
-        self._seen = 0
-        self._thumbs: list[NDArray[np.float32]] = []
-        self._paired: list[NDArray[np.float32]] = []
-        self._pending: list[tuple[int, NDArray[np.uint8], NDArray[np.uint8]]] = []
-        self._distances: dict[int, float] = {}
-
-    def _flush(self) -> None:
-        if self._pending and self.perceptual is not None:
-            values = self.perceptual([p[1] for p in self._pending], [p[2] for p in self._pending])
-            self._distances.update(zip([p[0] for p in self._pending], map(float, values), strict=True))
-        self._pending = []
-
-    def score(self, inst: BenchInstance, image: NDArray[np.uint8], record: InstanceScores) -> InstanceScores:
-        """Add PSNR and SSIM to one image's record (the perceptual distance comes in ``finish``)."""
-        position, self._seen = self._seen, self._seen + 1
-        if inst.target is None:
-            return record
-        target = load_rgb(self.bench.resolve(inst.target))
-        if inst.index not in self._target_thumbs:
-            self._target_thumbs[inst.index] = _thumbnail(target)
-        self._thumbs.append(_thumbnail(image))
-        self._paired.append(self._target_thumbs[inst.index])
-        if self.perceptual is not None:
-            self._pending.append((position, image, target))
-            if len(self._pending) >= self.perceptual.batch_size:
-                self._flush()
-        return dataclasses.replace(record, psnr=psnr(image, target), ssim=ssim(image, target))
-
-    def finish(
-        self, records: Sequence[InstanceScores]
-    ) -> tuple[list[InstanceScores], dict[str, float | None]]:
-        """The run's records with perceptual distances, and its diversity values."""
-        self._flush()
-        out = [
-            dataclasses.replace(r, perceptual=self._distances[k]) if k in self._distances else r
-            for k, r in enumerate(records)
-        ]
-        stats: dict[str, float | None] = dict.fromkeys(("diversity", "target_diversity", "diversity_ratio"))
-        if len(self._thumbs) >= 2:
-            ours, theirs = diversity(self._thumbs), diversity(self._paired)
-            stats = {
-                "diversity": ours,
-                "target_diversity": theirs,
-                "diversity_ratio": ours / theirs if theirs > 0 else None,
-            }
-        self.start()
-        return out, stats
-
-
-def _thumbnail(image: NDArray[np.uint8]) -> NDArray[np.float32]:
-    """A ``DIVERSITY_SIZE`` square float thumbnail in [0, 1] (Pillow bilinear, squashed)."""
-    from PIL import Image
-
-    small = Image.fromarray(image).resize((DIVERSITY_SIZE, DIVERSITY_SIZE), Image.Resampling.BILINEAR)
-    thumb: NDArray[np.float32] = np.asarray(small, dtype=np.float32) / np.float32(255.0)
-    return thumb
 
 
 def _reward_reference(bench: Benchmark, ref: Any) -> Any:
@@ -900,7 +815,7 @@ def evaluate(
         applicability = cfg.judge.applicability or ("model" if cfg.faithful else "metadata")
         judge = OmniRefJudge(cfg.judge.build_client(faithful=cfg.faithful), applicability=applicability)
     has_targets = any(inst.target is not None for inst in bench)
-    fidelity = _FidelityScorer(bench, cfg) if "fidelity" in cfg.metrics and has_targets else None
+    fidelity = FidelityScorer(bench, device=cfg.device) if "fidelity" in cfg.metrics and has_targets else None
     if fidelity is not None and fidelity.note is not None:
         notes.append(fidelity.note)
     from tqdm import tqdm
@@ -910,7 +825,12 @@ def evaluate(
         pairs = matched[run.name]
         run_records = []
         for inst, path in tqdm(pairs, desc=f"scoring {run.name}", unit="img", disable=not cfg.progress):
-            image = load_rgb(path) if scorer is not None or fidelity is not None else None
+            # faithful: the scripts read generated images with cv2.imread
+            image = (
+                load_rgb(path, opencv_decoder=cfg.faithful)
+                if scorer is not None or fidelity is not None
+                else None
+            )
             if scorer is None or image is None:
                 record = InstanceScores(inst.index, inst.n_refs, inst.category)
             else:

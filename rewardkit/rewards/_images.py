@@ -186,12 +186,10 @@ class Preprocess:
             new_h, new_w = _pair(self.size, "size")
         else:
             short = int(self.size)  # type: ignore[arg-type]
-            scale = short / min(h, w)
-            new_h, new_w = max(short, round(h * scale)), max(short, round(w * scale))
-            if h <= w:
-                new_h = short
-            else:
-                new_w = short
+            # The long side is truncated, as torchvision's Resize and HF image processors do
+            # (rounding it put a 1024×768 image one pixel off and shifted the centre crop).
+            long = max(short, int(short * max(h, w) / min(h, w)))
+            new_h, new_w = (short, long) if h <= w else (long, short)
         out = image[None]
         if (new_h, new_w) != (h, w):
             antialias = self.interpolation != "nearest"

@@ -257,8 +257,9 @@ def effnet_encoder(
     structure. The centred stages ignore a gain or offset per channel; the pooled pixels,
     *uncentred*, enter once more with weight ``colour_weight`` (α = 0.25 by default), so the
     absolute colours count too: a darkened or washed-out copy of the right layout scores
-    below the right layout, and a constant image scores at most α against a target with
-    structure (see [`spatial_descriptor`][rewardkit.rewards.offline.spatial_descriptor]).
+    below the right layout, and a constant image scores about α against a target with
+    structure, plus a few hundredths from the border artefacts the padding leaves (see
+    [`spatial_descriptor`][rewardkit.rewards.offline.spatial_descriptor]).
 
     Images are squash-resized to ``image_size`` and mapped to ``[-1, 1]``.
 

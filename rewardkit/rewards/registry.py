@@ -227,14 +227,16 @@ def build_offline_similarity(
     Uses [`effnet_encoder`][rewardkit.effnet_encoder] with ``mode="spatial"`` unless another
     ``mode`` (``"pooled"``, ``"flat"``) or an ``encoder`` is given: the raw similarity is the
     mean over the pooled pixels and stages 1–3 of the cosine of the channel-centred feature
-    maps, position by position,
+    maps, position by position, plus the uncentred pooled pixels with weight
+    $\alpha$ = ``SPATIAL_COLOUR_WEIGHT`` (0.25, in `rewardkit.rewards.offline`):
 
     $$
-    s(x, y) = \frac{1}{L}\sum_{l=1}^{L}
-    \frac{\langle \tilde F_l(x), \tilde F_l(y)\rangle}{\lVert\tilde F_l(x)\rVert\,\lVert\tilde F_l(y)\rVert},
+    s(x, y) = \frac{1-\alpha}{L}\sum_{l=1}^{L}
+    \frac{\langle \tilde F_l(x), \tilde F_l(y)\rangle}{\lVert\tilde F_l(x)\rVert\,\lVert\tilde F_l(y)\rVert}
+    + \alpha \cos\big(P(x), P(y)\big),
     $$
 
-    so only the right composition scores high; a constant image scores about 0. (The old
+    so only the right composition scores high; a constant image scores about $\alpha$. (The old
     default, globally pooled features, let a constant pale image score close to the target.)
     With the spatial encoder the DRS threshold defaults to
     [`OFFLINE_SPATIAL_TAU`][rewardkit.rewards.registry.OFFLINE_SPATIAL_TAU].

@@ -229,3 +229,80 @@ def test_pose_captions() -> None:
         pose_caption("c/pose/reference/woman_in_kimono_skeleton.jpg", faithful=True)
         == "woman in kimono skeleton"
     )
+
+
+# --------------------------------------------------------------------------- faithful test vectors
+
+
+def _script_background(
+    gen_rgb: np.ndarray, ref_rgb: np.ndarray, sam_masks: list[np.ndarray], encoder
+) -> float:
+    """``background_consistency_eval.py``'s image handling with OpenCV, as the protocol spells it."""
+    import cv2
+
+    gen, ref = gen_rgb[..., ::-1].copy(), ref_rgb[..., ::-1].copy()  # cv2.imread gives BGR
+    if ref.shape != gen.shape:
+        ref = cv2.resize(ref, (gen.shape[1], gen.shape[0]))
+    background = np.full(gen.shape[:2], 255, np.uint8)
+    for m in sam_masks:
+        _, binary = cv2.threshold(m, 127, 255, cv2.THRESH_BINARY)
+        background = cv2.subtract(background, binary)
+    pair = [cv2.bitwise_and(x, x, mask=background) for x in (gen, ref)]
+    return cos(pair[0], pair[1], encoder)  # BGR arrays fed as if RGB (Image.fromarray)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize(
+    ("gen_size", "ref_size", "masks"),
+    [((48, 64), (96, 128), 2), ((37, 53), (37, 53), 1), ((50, 30), (17, 91), 3), ((40, 40), (41, 40), 0)],
+)
+def test_faithful_background_is_the_scripts_opencv_path(seed, gen_size, ref_size, masks) -> None:
+    rng = np.random.default_rng(seed)
+    gen, ref = field(seed, *gen_size), field(seed + 100, *ref_size)
+    sam = []
+    for _ in range(masks):  # SAM-style soft masks in 0..255, thresholded at 127 by the script
+        m = np.zeros(gen_size, np.uint8)
+        y, x = rng.integers(0, gen_size[0] - 5), rng.integers(0, gen_size[1] - 5)
+        m[y : y + rng.integers(3, 20), x : x + rng.integers(3, 20)] = rng.integers(100, 256)
+        sam.append(m)
+    foreground = np.zeros(gen_size, bool)
+    for m in sam:
+        foreground |= m > 127
+    ours = background_consistency(gen, ref, foreground, encoder=ToyEncoder(), faithful=True)
+    assert ours == pytest.approx(_script_background(gen, ref, sam, ToyEncoder()), abs=1e-6)
+
+
+def test_faithful_subject_crop_is_the_scripts_bgr_crop() -> None:
+    rng = np.random.default_rng(0)
+    generated = rng.integers(0, 256, (61, 47, 3), dtype=np.uint8)
+    reference = field(3, 30, 30)
+    seen: list[np.ndarray] = []
+
+    class Recorder(ToyEncoder):
+        def encode(self, images):
+            seen.extend(np.asarray((im.permute(1, 2, 0) * 255).round().byte()) for im in images)
+            return super().encode(images)
+
+    bgr = generated[..., ::-1]  # cv2.imread
+    h, w = bgr.shape[:2]
+    for box in [(3.7, 2.2, 20.9, 40.1), (-5.0, -3.0, 10.0, 10.0), (40.0, 55.0, 80.0, 90.0)]:
+        seen.clear()
+        subject_consistency(generated, [reference], [box], clip=Recorder(), dino=ToyEncoder(), faithful=True)
+        x1, y1, x2, y2 = (int(v) for v in box)
+        want = bgr[max(0, y1 - 10) : min(h - 1, y2 + 10) + 1, max(0, x1 - 10) : min(w - 1, x2 + 10) + 1]
+        np.testing.assert_array_equal(seen[0], want)  # crop of the BGR array, fed unconverted
+        np.testing.assert_array_equal(seen[1], reference)  # the reference stays RGB
+
+
+def test_a_box_outside_the_image_is_a_miss_in_both_modes() -> None:
+    generated = field(1, 40, 40)
+    for faithful in (False, True):
+        score = subject_consistency(
+            generated,
+            [field(2)],
+            [(90.0, 90.0, 120.0, 120.0)],
+            clip=ToyEncoder(),
+            dino=ToyEncoder(),
+            faithful=faithful,
+        )
+        assert score.detected == (False,) and score.clip == (0.0,) and score.dino == (0.0,)

@@ -113,3 +113,72 @@ def test_nothing_comparable_scores_zero() -> None:
 def test_bad_keypoints(bad: np.ndarray) -> None:
     with pytest.raises(ValueError, match="kp_generated"):
         rewardkit.pose_consistency(bad, with_conf(STANDING))
+
+
+# --------------------------------------------------------------------------- faithful test vectors
+
+
+def _script_pose(kp_gen: np.ndarray, kp_ref: np.ndarray) -> float:
+    """``comprehensive_evaluation`` as the protocol spells it, in plain float64 loops."""
+
+    def align(kp: np.ndarray) -> list[tuple[float, float]]:
+        xs, ys = [p[0] for p in kp], [p[1] for p in kp]  # all 17 points, (0, 0) ones included
+        cx, cy = sum(xs) / 17, sum(ys) / 17
+        diag = math.hypot(max(xs) - min(xs), max(ys) - min(ys))
+        return [((x - cx) / diag, (y - cy) / diag) for x, y in zip(xs, ys, strict=True)]
+
+    a, b = align(kp_gen), align(kp_ref)
+    vis = [k for k in range(17) if kp_gen[k][2] > 0 and kp_ref[k][2] > 0]
+    d = [math.hypot(a[k][0] - b[k][0], a[k][1] - b[k][1]) for k in range(17)]
+    oks = sum(math.exp(-(d[k] ** 2) / (2 * COCO_SIGMAS[k] ** 2)) for k in vis) / len(vis) if vis else 0.0
+    scale = (
+        math.hypot(a[5][0] - a[12][0], a[5][1] - a[12][1])
+        + math.hypot(b[5][0] - b[12][0], b[5][1] - b[12][1])
+    ) / 2
+
+    def pck(alpha: float) -> float:
+        return sum(d[k] / scale < alpha for k in vis) / len(vis) if vis and scale > 0 else 0.0
+
+    sims = []
+    for s, e in rewardkit.evaluation.pose.COCO_BONES:
+        if min(kp_gen[s][2], kp_gen[e][2], kp_ref[s][2], kp_ref[e][2]) <= 0:
+            continue
+        u = (kp_gen[e][0] - kp_gen[s][0], kp_gen[e][1] - kp_gen[s][1])
+        v = (kp_ref[e][0] - kp_ref[s][0], kp_ref[e][1] - kp_ref[s][1])
+        nu, nv = math.hypot(*u), math.hypot(*v)
+        if nu == 0 or nv == 0:
+            continue
+        c = max(-1.0, min(1.0, (u[0] * v[0] + u[1] * v[1]) / (nu * nv)))
+        sims.append((c + 1) / 2)
+    angle = sum(sims) / len(sims) if sims else 0.0
+    return 0.2 * oks + 0.2 * pck(0.5) + 0.1 * pck(0.2) + 0.5 * angle
+
+
+def _pose_vector(kind: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    ref = with_conf(STANDING * rng.uniform(0.5, 3.0) + rng.uniform(0, 400, 2), 0.9)
+    gen = with_conf(STANDING + rng.normal(0, 4, (17, 2)) + rng.uniform(0, 400, 2), 0.8)
+    if kind == "random":
+        gen = np.c_[rng.uniform(0, 300, (17, 2)), rng.uniform(0.05, 1, 17)]
+    elif kind == "missing":  # undetected joints sit at (0, 0) with conf 0, as the decoder writes them
+        gen[rng.random(17) < 0.3] = 0.0
+        ref[rng.random(17) < 0.2] = 0.0
+    elif kind == "torso_missing":
+        gen[[5, 12]] = 0.0
+    elif kind == "one_pixel":
+        gen = ref.copy()
+        gen[rng.integers(17), rng.integers(2)] += 1.0
+    elif kind == "one_visible":
+        gen[1:] = 0.0
+    elif kind != "noisy":
+        raise AssertionError(kind)
+    return gen, ref
+
+
+@pytest.mark.parametrize("kind", ["noisy", "random", "missing", "torso_missing", "one_pixel", "one_visible"])
+@pytest.mark.parametrize("seed", range(5))
+def test_faithful_mode_is_the_scripts_formula(kind: str, seed: int) -> None:
+    gen, ref = _pose_vector(kind, seed)
+    assert rewardkit.pose_consistency(gen, ref, faithful=True).overall == pytest.approx(
+        _script_pose(gen, ref), abs=1e-9
+    )

@@ -105,3 +105,25 @@ def test_preprocess_from_hf_processor_json() -> None:
     }
     got = preprocess_from_processor_json(clip, Preprocess(size=1, resize="squash"))
     assert (got.size, got.resize, got.crop, got.interpolation) == (224, "shorter", (224, 224), "bicubic")
+
+
+@pytest.mark.parametrize(("h", "w"), [(1024, 768), (768, 1024), (300, 500), (224, 224), (97, 61)])
+def test_shorter_side_resize_and_crop_match_torchvision(h: int, w: int) -> None:
+    from torchvision.transforms import v2
+
+    image = torch.rand(3, h, w, generator=torch.Generator().manual_seed(h * w))
+    mean, std = (0.48, 0.46, 0.41), (0.27, 0.26, 0.28)
+    ours = Preprocess(size=224, resize="shorter", crop=224, mean=mean, std=std, interpolation="bicubic")(
+        [image]
+    )[0]
+    reference = v2.Compose(
+        [
+            v2.Resize(224, interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
+            v2.CenterCrop(224),
+            v2.Normalize(mean, std),
+        ]
+    )(image.clamp(0, 1))
+    # torchvision leaves bicubic overshoot unclamped; PIL-like clamping is ours, so compare inside.
+    inside = (reference * torch.tensor(std)[:, None, None] + torch.tensor(mean)[:, None, None]).clamp(0, 1)
+    reference = (inside - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
+    torch.testing.assert_close(ours, reference, atol=1e-5, rtol=0)

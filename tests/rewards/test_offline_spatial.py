@@ -103,8 +103,9 @@ def check_blur_beats_impostors_and_is_monotone(reward, target: Array, seed: int)
     assert np.all(np.diff(by_blur) <= 1e-4), dict(zip(BLURS, by_blur.round(4), strict=True))
     for name, value in zip(bad, rest, strict=True):
         assert value < blurred - 0.05, (name, float(value), float(blurred))
-    # a constant image has no structure (up to the network's border effects): only the colour term scores
-    assert np.all(np.abs(rest[:5]) <= SPATIAL_COLOUR_WEIGHT + 0.02), dict(
+    # a constant image has no structure up to the network's border effects, which hypothesis
+    # found worth 0.023 on ('subject', 2, 4012): the colour term, plus a few hundredths at most
+    assert np.all(np.abs(rest[:5]) <= SPATIAL_COLOUR_WEIGHT + 0.05), dict(
         zip(bad, rest.round(3), strict=True)
     )
 

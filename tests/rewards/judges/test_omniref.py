@@ -119,3 +119,39 @@ def test_verdict_parser_marks_na_and_missing() -> None:
     assert verdict["style_consistency"] is None
     with pytest.raises(ValueError, match="applicability"):
         rewardkit.OmniRefJudge(client, applicability="trust")  # type: ignore[arg-type]
+
+
+def _script_parse(text: str) -> dict:
+    """``mllm_eval.py``'s parsing: strict JSON, else the greedy first ``{...}`` span."""
+    import re
+
+    try:
+        return json.loads(text)
+    except ValueError:
+        return json.loads(re.search(r"\{.*\}", text, re.DOTALL).group())
+
+
+def _answer(rng, wrap: str) -> str:
+    body = {
+        dim: {"score": float(rng.choice([-1, 0, 2.5, 6, 7.5, 8, 10])), "reasoning": "N/A {x}"}
+        for dim in OMNIREF_DIMENSIONS
+    }
+    body["overall_average_score"] = 7.0  # collected by the script, never used
+    text = json.dumps(body, indent=int(rng.integers(0, 3)) or None)
+    return {
+        "plain": text,
+        "prose": f"Here is my evaluation:\n{text}\nThanks.",
+        "fenced": f"```json\n{text}\n```",
+    }[wrap]
+
+
+@pytest.mark.parametrize("wrap", ["plain", "prose", "fenced"])
+@pytest.mark.parametrize("seed", range(4))
+def test_answers_the_script_reads_give_its_scores(wrap: str, seed: int) -> None:
+    import numpy as np
+
+    text = _answer(np.random.default_rng(seed), wrap)
+    script = _script_parse(text)
+    client = rewardkit.ChatClient(base_url="http://127.0.0.1:9/v1", model="m")
+    ours = rewardkit.OmniRefJudge(client).parse(text)
+    assert ours == {dim: float(script[dim]["score"]) for dim in OMNIREF_DIMENSIONS}
