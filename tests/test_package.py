@@ -47,3 +47,26 @@ def test_core_import_pulls_no_heavy_frameworks() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_import_loads_the_core_only() -> None:
+    # evaluation, reward models, judges, the backbone registry and triton load on first use
+    lazy = ("rewardkit.evaluation", "rewardkit.rewards", "rewardkit.backbone", "rewardkit.training", "triton")
+    code = f"import sys, rewardkit; print(','.join(sorted(m for m in sys.modules if m.startswith({lazy!r}))))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_lazy_names_resolve_on_first_use_and_are_listed() -> None:
+    code = (
+        "import sys, rewardkit; f = rewardkit.lighting_consistency; "
+        "print(f.__module__, 'rewardkit.evaluation.lighting' in sys.modules, 'evaluate' in dir(rewardkit))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["rewardkit.evaluation.lighting", "True", "True"]
+    try:
+        rewardkit.no_such_name  # noqa: B018
+    except AttributeError as err:
+        assert "no_such_name" in str(err)
+    else:
+        raise AssertionError("unknown names must raise AttributeError")
