@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from rewardkit.core.advantages import gdpo_advantages, group_advantages
 from rewardkit.core.baseline import BaselineState, baseline_advantages
+from rewardkit.core.grouping import group_id, group_ids
 from rewardkit.core.kl import kl_gaussian, kl_v_based, kl_x_based
 from rewardkit.core.loss import PolicyLossStats, clipped_policy_loss
 from rewardkit.core.scaling import drs_scale, drs_steepness
@@ -20,14 +21,18 @@ from rewardkit.core.schedules import (
     flux2_sigmas,
     qwen_image_mu,
     qwen_image_sigmas,
+    sd3_sigmas,
     sde_window,
+    sigmas_from_scheduler,
 )
-from rewardkit.core.sde import SDEStep, sde_log_prob, sde_step
+from rewardkit.core.sde import SDEConfig, SDELogProb, SDEStep, sde_log_prob, sde_step
 from rewardkit.core.weighting import dar_weights
 
 # Everything else is imported on first attribute access (PEP 562), so a trainer that wants
 # the math does not pay for the evaluation stack. name → module that defines it.
 _LAZY: dict[str, str] = {
+    "GatheredBatch": "rewardkit.training",
+    "gather_samples": "rewardkit.training",
     "list_backbones": "rewardkit.backbone.registry",
     "load_backbone": "rewardkit.backbone.registry",
     "make_tiny_checkpoint": "rewardkit.backbone.registry",
@@ -128,6 +133,7 @@ if TYPE_CHECKING:  # the same names for type checkers, IDEs and the API docs
         siglip_encoder,
         weighted_ref_viescore,
     )
+    from rewardkit.training import GatheredBatch, gather_samples
 
 
 def __getattr__(name: str) -> Any:
@@ -156,6 +162,7 @@ __all__ = [
     "ChatResult",
     "DualRefJudge",
     "EvalConfig",
+    "GatheredBatch",
     "ImageEncoder",
     "JudgeError",
     "LightingScore",
@@ -168,6 +175,8 @@ __all__ = [
     "RewardOutput",
     "RewardSet",
     "RewardSetOutput",
+    "SDEConfig",
+    "SDELogProb",
     "SDEStep",
     "SampleContext",
     "SimilarityConfig",
@@ -191,9 +200,12 @@ __all__ = [
     "exponential_shift_sigmas",
     "flux2_empirical_mu",
     "flux2_sigmas",
+    "gather_samples",
     "gdpo_advantages",
     "gram_encoder",
     "group_advantages",
+    "group_id",
+    "group_ids",
     "kl_gaussian",
     "kl_v_based",
     "kl_x_based",
@@ -211,9 +223,11 @@ __all__ = [
     "pose_consistency",
     "qwen_image_mu",
     "qwen_image_sigmas",
+    "sd3_sigmas",
     "sde_log_prob",
     "sde_step",
     "sde_window",
     "siglip_encoder",
+    "sigmas_from_scheduler",
     "weighted_ref_viescore",
 ]

@@ -8,9 +8,9 @@ from pathlib import Path
 import rewardkit
 
 CORE_SIGNATURES = {
-    "group_advantages": "(rewards, group_ids, *, std_floor=1e-06, ddof=0, global_std=False)",
-    "gdpo_advantages": "(rewards, group_ids, weights=None, *, std_floor=1e-06, ddof=0)",
-    "dar_weights": "(difficulty, group_ids, *, gamma=2.0, w_min=0.5, w_max=5.0, eps=1e-06, reclip=True)",
+    "group_advantages": "(rewards, group_ids, *, std_floor=1e-06, ddof=0, global_std=False, std_floor_mode='clamp')",
+    "gdpo_advantages": "(rewards, group_ids, weights=None, *, std_floor=1e-06, ddof=0, std_floor_mode='clamp')",
+    "dar_weights": "(similarity, group_ids, *, gamma=2.0, w_min=0.5, w_max=5.0, eps=1e-06, reclip=True, allow_singleton_groups=False)",
     "drs_scale": "(similarity, n_refs=None, *, tau=0.65, k_mode='increase', k0=10.0, k1=3.0, n_min=2, n_max=6)",
     "clipped_policy_loss": "(log_prob, old_log_prob, advantages, *, clip_range=0.0001, adv_clip=5.0, weights=None)",
 }

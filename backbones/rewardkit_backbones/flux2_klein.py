@@ -1,6 +1,6 @@
 r"""FLUX.2 [klein] adapter (diffusers ``Flux2KleinPipeline`` components).
 
-Conditioning (``rl-math.md`` §10.2), for a prompt and references $r_0 \dots r_{n-1}$:
+Conditioning (docs: Backbones), for a prompt and references $r_0 \dots r_{n-1}$:
 
 * **Text.** Qwen3 chat template (``add_generation_prompt``, ``enable_thinking=False``) padded to
   ``max_sequence_length`` tokens; the hidden states of layers ``text_encoder_out_layers``

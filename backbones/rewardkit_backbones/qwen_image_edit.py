@@ -1,6 +1,6 @@
 r"""Qwen-Image-Edit-2511 adapter (diffusers ``QwenImageEditPlusPipeline`` components).
 
-Conditioning (``rl-math.md`` §10.1), for a prompt and references $r_1 \dots r_n$:
+Conditioning (docs: Backbones), for a prompt and references $r_1 \dots r_n$:
 
 * **References → VAE tokens.** Each $r_j$ is resized to area ``vae_reference_area`` keeping its
   aspect ratio (sides rounded to multiples of 32), VAE-encoded (posterior mode), normalised

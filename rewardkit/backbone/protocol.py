@@ -6,7 +6,7 @@ rewardkit class (they only have to provide these methods). Adapters live outside
 the ``rewardkit_backbones`` package, and are found through entry points
 (:mod:`rewardkit.backbone.registry`).
 
-Conventions (``rl-math.md`` §0): a latent is a packed token sequence ``(B, L, D)`` (``L`` target
+Conventions (docs: The math, Conventions): a latent is a packed token sequence ``(B, L, D)`` (``L`` target
 tokens of ``D`` channels, e.g. ``(B, 1024, 64)`` for Qwen at 512²), σ ∈ [0, 1] is the noise level,
 ``x_σ = (1−σ)·x0 + σ·ε`` and the model predicts the velocity ``v = ε − x0``. Images are float
 tensors ``(B, 3, H, W)`` in ``[0, 1]``; reference images given to
@@ -44,7 +44,7 @@ class Condition:
         height: target image height in pixels.
         width: target image width in pixels.
         image_seq_len: ``L``, packed target tokens; the schedule's μ uses this (reference
-            tokens are not counted, ``rl-math.md`` §1).
+            tokens are not counted, docs: SDE sampling and the fused log-prob).
         reference_sizes: ``(height, width)`` in pixels of each reference *after* resizing, in
             the order given (the order matters: it sets each reference's position ids).
         prompt_embeds: `(1, S, E)` text-encoder features of the templated prompt.

@@ -11,10 +11,10 @@ $$
 
 with the SDE coefficients of :func:`rewardkit.core.sde.sde_step` at the window steps
 $i \in \mathcal W$ (noise level $a$) and the deterministic Euler step $x_i + v\,(\sigma_{i+1} -
-\sigma_i)$ elsewhere (``rl-math.md`` §2.5). At each window step the trajectory records
+\sigma_i)$ elsewhere (docs: SDE sampling and the fused log-prob). At each window step the trajectory records
 $x_i$, $x_{i+1}$ (float32) and $\ell^{old}_i = \log p(x_{i+1} \mid x_i)$ (mean over elements);
 :func:`step_log_prob` recomputes $\ell_i$ from exactly those tensors with the current weights,
-so $\exp(\ell_i - \ell^{old}_i) = 1$ before any update (``rl-math.md`` §2.6).
+so $\exp(\ell_i - \ell^{old}_i) = 1$ before any update (docs: SDE sampling and the fused log-prob).
 
 The G samples of a group share one condition (same references), so the group is batched
 (``micro_batch`` splits the transformer calls); different groups, which may have ragged

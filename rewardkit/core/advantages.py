@@ -5,7 +5,8 @@ returned in the input dtype. Groups whose members all hold the same reward get e
 advantage (instead of ``eps``-sized residue divided by the std floor).
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -41,8 +42,31 @@ def _checked_groups(group_ids: Tensor) -> GroupIndex:
     return groups
 
 
+StdFloor = Literal["clamp", "add"]
+
+
+def _check_floor_mode(std_floor_mode: object) -> StdFloor:
+    if std_floor_mode not in ("clamp", "add"):
+        raise ValueError(
+            "std_floor_mode must be 'clamp' (max(std, ε), Flow-Factory) or 'add' (std + ε, "
+            f"Flow-GRPO), got {std_floor_mode!r}"
+        )
+    return std_floor_mode
+
+
+def _floored(std: Tensor, std_floor: float, mode: StdFloor) -> Tensor:
+    r"""The denominator: $\max(\text{std}, \epsilon)$ or $\text{std} + \epsilon$."""
+    return std + std_floor if mode == "add" else std.clamp_min(std_floor)
+
+
 def _zscore_per_group(
-    values: Tensor, valid: Tensor, groups: GroupIndex, *, std_floor: float, ddof: int
+    values: Tensor,
+    valid: Tensor,
+    groups: GroupIndex,
+    *,
+    std_floor: float,
+    ddof: int,
+    mode: StdFloor = "clamp",
 ) -> Tensor:
     r"""Per-group z-score of ``values`` (`(N, K)`) over the ``valid`` members only.
 
@@ -55,7 +79,7 @@ def _zscore_per_group(
     mean = segment_sum(filled, groups) / n_valid.clamp_min(1)
     centred = torch.where(valid, values - mean[groups.inverse], zeros)
     dof = (n_valid - ddof).clamp_min(1)
-    std = (segment_sum(centred.square(), groups) / dof).sqrt().clamp_min(std_floor)
+    std = _floored((segment_sum(centred.square(), groups) / dof).sqrt(), std_floor, mode)
     # A constant group (or one with <= ddof valid members) carries no ranking information.
     degenerate = segment_is_constant(values, groups, valid) | (n_valid <= ddof)
     scores = centred / std[groups.inverse]
@@ -69,6 +93,7 @@ def group_advantages(
     std_floor: float = 1e-6,
     ddof: int = 0,
     global_std: bool = False,
+    std_floor_mode: StdFloor = "clamp",
 ) -> Tensor:
     r"""Group-relative (GRPO) advantages: each reward's z-score within its group.
 
@@ -81,8 +106,10 @@ def group_advantages(
 
     where $g(i)$ is the group of sample $i$ (the rollouts of one prompt and reference set),
     $n_g$ its size, $\delta$ = ``ddof`` and $\epsilon$ = ``std_floor``. With
-    ``global_std=True`` the denominator is the std of the whole batch instead of the group's.
-    A group whose rewards are all equal gets exactly zero advantage.
+    ``global_std=True`` the denominator is the std of the whole batch instead of the group's
+    (Flow-GRPO's default); with ``std_floor_mode="add"`` it is $\operatorname{std} + \epsilon$
+    instead of $\max(\operatorname{std}, \epsilon)$ (Flow-GRPO: ``std + 1e-4``). A group whose
+    rewards are all equal gets exactly zero advantage.
 
     Args:
         rewards: `(N,)` scalar reward per sample (already aggregated over reward functions).
@@ -90,6 +117,8 @@ def group_advantages(
         std_floor: $\epsilon \ge 0$, lower bound of the std (Flow-Factory uses ``1e-6``).
         ddof: 0 for the population std (Flow-Factory, ``np.std``), 1 for the sample std.
         global_std: divide by the batch std instead of each group's std.
+        std_floor_mode: ``"clamp"`` (default, Flow-Factory) or ``"add"`` (Flow-GRPO's
+            ``(r − mean) / (std + 1e-4)``: pass ``std_floor=1e-4, std_floor_mode="add"``).
 
     Returns:
         `(N,)` advantages in the dtype of ``rewards``; differentiable w.r.t. ``rewards``.
@@ -116,15 +145,16 @@ def group_advantages(
     check_no_nan("rewards", rewards)
     std_floor = check_nonnegative("std_floor", std_floor)
     ddof = check_ddof(ddof)
+    mode = _check_floor_mode(std_floor_mode)
     groups = _checked_groups(group_ids)
 
     r = rewards.to(compute_dtype(rewards)).unsqueeze(1)  # (N, 1)
     valid = torch.ones_like(r, dtype=torch.bool)
     if not global_std:
-        adv = _zscore_per_group(r, valid, groups, std_floor=std_floor, ddof=ddof)
+        adv = _zscore_per_group(r, valid, groups, std_floor=std_floor, ddof=ddof, mode=mode)
         return adv.squeeze(1).to(rewards.dtype)
     centred = r - segment_mean(r, groups)[groups.inverse]
-    std = r.std(correction=ddof).clamp_min(std_floor)
+    std = _floored(r.std(correction=ddof), std_floor, mode)
     constant = segment_is_constant(r, groups)[groups.inverse]
     adv = torch.where(constant, torch.zeros_like(centred), centred / std)
     return adv.squeeze(1).to(rewards.dtype)
@@ -137,6 +167,7 @@ def gdpo_advantages(
     *,
     std_floor: float = 1e-6,
     ddof: int = 0,
+    std_floor_mode: StdFloor = "clamp",
 ) -> Tensor:
     r"""GDPO advantages: normalise each reward per group, weight and sum, then whiten the batch.
 
@@ -162,17 +193,21 @@ def gdpo_advantages(
         rewards: `(N, K)` reward $k$ of sample $i$; NaN where undefined. A 1-D `(N,)` input
             is treated as $K = 1$.
         group_ids: `(N,)` integer group label per sample.
-        weights: `(K,)` finite weights $w_k$; ``None`` means all ones.
+        weights: `(K,)` finite, non-negative weights $w_k$, not all 0, in the order of the
+            reward columns (a sequence or tensor, not a dict); ``None`` means all ones.
         std_floor: $\epsilon \ge 0$, lower bound of every std.
         ddof: 0 (Flow-Factory) or 1 (NVlabs GDPO) for both the group and the batch std.
+        std_floor_mode: ``"clamp"`` ($\max(\text{std}, \epsilon)$, default) or ``"add"``
+            ($\text{std} + \epsilon$), for every std.
 
     Returns:
         `(N,)` advantages in the dtype of ``rewards``.
 
     Raises:
         ValueError: wrong shapes, infinite rewards, a group with fewer than 2 samples,
-            ``weights`` of the wrong length or non-finite, negative ``std_floor``.
-        TypeError: non-float rewards or non-integer ``group_ids``.
+            ``weights`` of the wrong length, non-finite, negative or all zero, negative
+            ``std_floor``.
+        TypeError: non-float rewards, non-integer ``group_ids``, a dict of weights.
 
     Example:
         >>> import torch, rewardkit
@@ -202,17 +237,18 @@ def gdpo_advantages(
         )
     std_floor = check_nonnegative("std_floor", std_floor)
     ddof = check_ddof(ddof)
+    mode = _check_floor_mode(std_floor_mode)
     groups = _checked_groups(group_ids)
 
     dtype = compute_dtype(rewards)
     r = rewards.to(dtype)
     w = _reward_weights(weights, k, dtype, r.device)
     valid = ~torch.isnan(r)
-    per_reward = _zscore_per_group(r, valid, groups, std_floor=std_floor, ddof=ddof)
+    per_reward = _zscore_per_group(r, valid, groups, std_floor=std_floor, ddof=ddof, mode=mode)
     summed = per_reward @ w  # (N,)
     if bool((summed == summed[0]).all()):
         return torch.zeros_like(summed).to(rewards.dtype)
-    std = summed.std(correction=ddof).clamp_min(std_floor)
+    std = _floored(summed.std(correction=ddof), std_floor, mode)
     return ((summed - summed.mean()) / std).to(rewards.dtype)
 
 
@@ -222,8 +258,20 @@ def _reward_weights(
     """Validate the per-reward weights and return them as a `(K,)` tensor."""
     if weights is None:
         return torch.ones(k, dtype=dtype, device=device)
-    w = torch.as_tensor(weights, dtype=dtype, device=device)
+    if isinstance(weights, Mapping):
+        raise TypeError(
+            f"weights must be a sequence of {k} numbers in the order of the reward columns, got a "
+            f"dict with keys {list(weights)}; pass [weights[name] for name in reward_names]"
+        )
+    try:
+        w = torch.as_tensor(weights, dtype=dtype, device=device)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise TypeError(f"weights must be a sequence of {k} numbers, got {weights!r}") from err
     if w.ndim != 1 or w.shape[0] != k:
         raise ValueError(f"weights must have one entry per reward column (K={k}), got shape {tuple(w.shape)}")
     check_no_nan("weights", w)
+    if bool((w < 0).any()):
+        raise ValueError(f"weights must be >= 0 (negate a penalty reward instead), got {w.tolist()}")
+    if not bool((w > 0).any()):
+        raise ValueError(f"weights are all zero, so every advantage would be 0; got {w.tolist()}")
     return w

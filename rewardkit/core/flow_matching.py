@@ -1,6 +1,6 @@
 r"""Supervised flow-matching (Stage I / SFT): noising, timestep grid and weights, and the loss.
 
-Conventions (``rl-math.md`` §0, §9): $x_\sigma = (1-\sigma)\,x_0 + \sigma\,\varepsilon$ and the
+Conventions (docs: The math, Conventions): $x_\sigma = (1-\sigma)\,x_0 + \sigma\,\varepsilon$ and the
 model predicts the velocity $v = \varepsilon - x_0$. Training draws a uniform index into a
 fixed, shifted grid of ``num_train_timesteps`` sigmas, as DiffSynth's ``FlowMatchScheduler``
 does, and may weight each timestep with a bell curve centred on $t = 500$.

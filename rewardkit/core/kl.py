@@ -12,12 +12,18 @@ $(\mu_\theta - \mu_{ref})^2 / (2 s^2)$. The reference code uses two cheaper form
 
 All three return one value per sample, the mean over the non-batch dimensions (the same
 reduction as the mean-reduced log-probability); average over the batch for the loss term.
+
+Each takes either tensors, or two [`SDELogProb`][rewardkit.SDELogProb] of the same stored step
+(the trained policy's and the reference policy's, from
+[`SDEConfig.log_prob`][rewardkit.SDEConfig.log_prob]): then the means, velocities and σ_t
+come from the step and the KL is one call, ``kl_x_based(new, ref)``.
 """
 
 import torch
 from torch import Tensor
 
 from rewardkit.core._checks import check_float_tensor, check_nonnegative, compute_dtype
+from rewardkit.core.sde import SDELogProb
 
 __all__ = ["kl_gaussian", "kl_v_based", "kl_x_based"]
 
@@ -48,6 +54,29 @@ def _mean_sq_diff(name: str, a: Tensor, ref_name: str, b: Tensor) -> tuple[Tenso
     return diff.square().flatten(1).mean(dim=1, keepdim=True), a.shape[0]
 
 
+def _steps(
+    policy: SDELogProb, reference: object, given: object, given_name: str
+) -> tuple[SDELogProb, Tensor]:
+    """Check a (policy, reference) pair of step evaluations; their shared σ_t."""
+    if not isinstance(reference, SDELogProb):
+        raise TypeError(
+            f"the policy is an SDELogProb, so the reference must be one too (the reference policy's "
+            f"SDEConfig.log_prob of the same step), got {type(reference).__name__}"
+        )
+    if given is not None:
+        raise ValueError(f"{given_name} comes from the steps; do not pass it with SDELogProb arguments")
+    if policy.sigma_t.shape != reference.sigma_t.shape or not torch.allclose(
+        policy.sigma_t, reference.sigma_t.to(policy.sigma_t.dtype)
+    ):
+        raise ValueError(
+            "policy and reference are different steps (their sigma_t differ): evaluate the "
+            "reference policy on the same stored step with the same SDEConfig"
+        )
+    if not bool((policy.sigma_t > 0).all()):
+        raise ValueError("a KL needs a stochastic step (sigma_t > 0): kind 'ode' or noise_level 0 has none")
+    return reference, policy.sigma_t
+
+
 def _sq_over_sigma_t(
     trained: tuple[str, Tensor], ref: tuple[str, Tensor], std_dev_t: Tensor | float, eps: float
 ) -> Tensor:
@@ -58,7 +87,11 @@ def _sq_over_sigma_t(
 
 
 def kl_v_based(
-    velocity: Tensor, ref_velocity: Tensor, std_dev_t: Tensor | float, *, eps: float = 1e-7
+    velocity: Tensor | SDELogProb,
+    ref_velocity: Tensor | SDELogProb,
+    std_dev_t: Tensor | float | None = None,
+    *,
+    eps: float = 1e-7,
 ) -> Tensor:
     r"""'v-based' KL surrogate of Flow-Factory (DyRef's choice): a weighted velocity L2.
 
@@ -67,10 +100,12 @@ def kl_v_based(
     $$
 
     Args:
-        velocity: `(B, ...)` velocity $v_\theta$ of the trained policy; carries the gradient.
-        ref_velocity: `(B, ...)` velocity $v_{ref}$ of the reference policy (constant).
+        velocity: `(B, ...)` velocity $v_\theta$ of the trained policy (carries the gradient),
+            or its [`SDELogProb`][rewardkit.SDELogProb].
+        ref_velocity: `(B, ...)` velocity $v_{ref}$ of the reference policy (constant), or its
+            ``SDELogProb`` of the same step.
         std_dev_t: $\sigma_t$ (Flow-SDE's diffusion coefficient, *without* $\sqrt{|\Delta t|}$),
-            a float or a `(B,)` tensor.
+            a float or a `(B,)` tensor; taken from the steps when they are given.
         eps: $\epsilon \ge 0$ added to the denominator.
 
     Returns:
@@ -79,10 +114,21 @@ def kl_v_based(
     References:
         Flow-Factory ``trainers/grpo.py`` (``kl_type='v-based'``).
     """
+    if isinstance(velocity, SDELogProb):
+        ref, std_dev_t = _steps(velocity, ref_velocity, std_dev_t, "std_dev_t")
+        velocity, ref_velocity = velocity.velocity, ref.velocity
+    elif isinstance(ref_velocity, SDELogProb) or std_dev_t is None:
+        raise TypeError("pass two SDELogProb, or two velocity tensors and std_dev_t")
     return _sq_over_sigma_t(("velocity", velocity), ("ref_velocity", ref_velocity), std_dev_t, eps)
 
 
-def kl_x_based(mean: Tensor, ref_mean: Tensor, std_dev_t: Tensor | float, *, eps: float = 1e-7) -> Tensor:
+def kl_x_based(
+    mean: Tensor | SDELogProb,
+    ref_mean: Tensor | SDELogProb,
+    std_dev_t: Tensor | float | None = None,
+    *,
+    eps: float = 1e-7,
+) -> Tensor:
     r"""'x-based' KL of Flow-GRPO: the Gaussian KL of one step times $|\Delta t|$.
 
     $$
@@ -91,21 +137,41 @@ def kl_x_based(mean: Tensor, ref_mean: Tensor, std_dev_t: Tensor | float, *, eps
     $$
 
     Args:
-        mean: `(B, ...)` step mean $\mu_\theta$ of the trained policy; carries the gradient.
-        ref_mean: `(B, ...)` step mean $\mu_{ref}$ of the reference policy (constant).
-        std_dev_t: $\sigma_t$ (without $\sqrt{|\Delta t|}$), a float or a `(B,)` tensor.
+        mean: `(B, ...)` step mean $\mu_\theta$ of the trained policy (carries the gradient),
+            or its [`SDELogProb`][rewardkit.SDELogProb].
+        ref_mean: `(B, ...)` step mean $\mu_{ref}$ of the reference policy (constant), or its
+            ``SDELogProb`` of the same step.
+        std_dev_t: $\sigma_t$ (without $\sqrt{|\Delta t|}$: *not* ``SDEStep.noise_std``), a float
+            or a `(B,)` tensor; taken from the steps when they are given.
         eps: $\epsilon \ge 0$ added to the denominator.
 
     Returns:
         `(B,)` per-sample values.
 
+    Example:
+        >>> import torch, rewardkit
+        >>> sde = rewardkit.SDEConfig.flow_grpo()
+        >>> x, x_next, v = torch.zeros(1, 8), torch.full((1, 8), 0.1), torch.ones(1, 8)
+        >>> new = sde.log_prob(x_next=x_next, x=x, velocity=v, sigma=0.8, sigma_next=0.7)
+        >>> ref = sde.log_prob(x_next=x_next, x=x, velocity=v + 0.5, sigma=0.8, sigma_next=0.7)
+        >>> by_hand = rewardkit.kl_x_based(new.mean, ref.mean, new.sigma_t)
+        >>> torch.allclose(rewardkit.kl_x_based(new, ref), by_hand)
+        True
+
     References:
         Liu et al., *Flow-GRPO*, 2025 (``kl_loss``); Flow-Factory ``kl_type='x-based'``.
     """
+    if isinstance(mean, SDELogProb):
+        ref, std_dev_t = _steps(mean, ref_mean, std_dev_t, "std_dev_t")
+        mean, ref_mean = mean.mean, ref.mean
+    elif isinstance(ref_mean, SDELogProb) or std_dev_t is None:
+        raise TypeError("pass two SDELogProb, or two mean tensors and std_dev_t")
     return _sq_over_sigma_t(("mean", mean), ("ref_mean", ref_mean), std_dev_t, eps)
 
 
-def kl_gaussian(mean: Tensor, ref_mean: Tensor, noise_std: Tensor | float) -> Tensor:
+def kl_gaussian(
+    mean: Tensor | SDELogProb, ref_mean: Tensor | SDELogProb, noise_std: Tensor | float | None = None
+) -> Tensor:
     r"""Exact per-element KL between the two Gaussian step distributions (equal variances).
 
     $$
@@ -115,14 +181,21 @@ def kl_gaussian(mean: Tensor, ref_mean: Tensor, noise_std: Tensor | float) -> Te
     $$
 
     Args:
-        mean: `(B, ...)` step mean $\mu_\theta$; carries the gradient.
-        ref_mean: `(B, ...)` step mean $\mu_{ref}$ (constant).
-        noise_std: the step's noise std $s$ (the ``std`` field of [`sde_step`][rewardkit.sde_step]),
-            a float or a `(B,)` tensor, > 0.
+        mean: `(B, ...)` step mean $\mu_\theta$ (carries the gradient), or the policy's
+            [`SDELogProb`][rewardkit.SDELogProb].
+        ref_mean: `(B, ...)` step mean $\mu_{ref}$ (constant), or the reference's ``SDELogProb``.
+        noise_std: the step's noise std $s$ (``SDEStep.noise_std``), a float or a `(B,)`
+            tensor, > 0; taken from the steps when they are given.
 
     Returns:
         `(B,)` per-sample KL, averaged over elements (the sum over elements is $D$ times it).
     """
+    if isinstance(mean, SDELogProb):
+        ref, _ = _steps(mean, ref_mean, noise_std, "noise_std")
+        noise_std = mean.noise_std
+        mean, ref_mean = mean.mean, ref.mean
+    elif isinstance(ref_mean, SDELogProb) or noise_std is None:
+        raise TypeError("pass two SDELogProb, or two mean tensors and noise_std")
     sq, batch = _mean_sq_diff("mean", mean, "ref_mean", ref_mean)
     s = _per_sample("noise_std", noise_std, batch, sq)
     return (sq / (2 * s.square())).squeeze(1)

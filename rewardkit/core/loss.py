@@ -20,7 +20,11 @@ class PolicyLossStats(NamedTuple):
         ratio_mean: mean importance ratio $r$ (1 before any update).
         ratio_min: smallest ratio.
         ratio_max: largest ratio.
-        clip_frac: fraction of entries whose clipped branch is active (gradient zeroed).
+        clip_frac: fraction of entries whose clipped branch is active (gradient zeroed): the
+            PPO meaning.
+        ratio_outside_frac: fraction with the ratio outside the trust region,
+            $r \notin [1 + \epsilon_{lo}, 1 + \epsilon_{hi}]$, whatever the advantage's sign:
+            Flow-GRPO's logged ``clipfrac`` (``mean(|r − 1| > ε)``). It is ≥ ``clip_frac``.
         clip_frac_low: fraction with $r < 1 + \epsilon_{lo}$ and $A < 0$.
         clip_frac_high: fraction with $r > 1 + \epsilon_{hi}$ and $A > 0$.
         adv_clip_frac: fraction of advantages changed by the advantage clip.
@@ -35,6 +39,7 @@ class PolicyLossStats(NamedTuple):
     clip_frac_high: Tensor
     adv_clip_frac: Tensor
     approx_kl: Tensor
+    ratio_outside_frac: Tensor
 
 
 def _broadcast_like(name: str, value: Tensor, reference: Tensor) -> Tensor:
@@ -150,5 +155,6 @@ def clipped_policy_loss(
             clip_frac_high=high.to(dtype).mean(),
             adv_clip_frac=(clipped_adv != adv).to(dtype).mean(),
             approx_kl=0.5 * log_ratio.square().mean(),
+            ratio_outside_frac=((ratio < 1.0 + ratio_lo) | (ratio > 1.0 + ratio_hi)).to(dtype).mean(),
         )
     return loss, stats

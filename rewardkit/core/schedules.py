@@ -2,7 +2,7 @@
 
 Pure functions of ``(num_steps, image_seq_len, ...)``: the rollout and every training forward
 recompute the same schedule from the same integers, so nothing about the schedule has to be
-stored. No diffusers import; the formulas are those of ``rl-math.md`` §1 and §2.5.
+stored. No diffusers import; the formulas are on the docs' SDE page (*Sigma schedules*).
 
 Conventions: σ ∈ [0, 1] is the noise level (σ = 1 is pure noise), the schedule is decreasing,
 ``σ_0 = 1 > σ_1 > … > σ_{N-1} > σ_N = 0`` with the terminal 0 appended, and step ``i`` goes
@@ -12,6 +12,7 @@ index them with the step index, or pass ``float(sigmas[i])`` to the SDE step.
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -22,7 +23,9 @@ __all__ = [
     "flux2_sigmas",
     "qwen_image_mu",
     "qwen_image_sigmas",
+    "sd3_sigmas",
     "sde_window",
+    "sigmas_from_scheduler",
 ]
 
 # Qwen-Image(-Edit-2511) scheduler config: base/max image sequence length and shift.
@@ -31,6 +34,10 @@ QWEN_MAX_SEQ_LEN = 8192
 QWEN_BASE_SHIFT = 0.5
 QWEN_MAX_SHIFT = 0.9
 QWEN_SHIFT_TERMINAL = 0.02
+
+# Stable Diffusion 3 / 3.5 scheduler config: static shift, 1000 training timesteps.
+SD3_SHIFT = 3.0
+SD3_NUM_TRAIN_TIMESTEPS = 1000
 
 
 def _check_int(name: str, value: object, *, minimum: int) -> int:
@@ -85,7 +92,7 @@ def exponential_shift_sigmas(
 
     References:
         diffusers ``FlowMatchEulerDiscreteScheduler`` (``time_shift_type="exponential"``,
-        ``stretch_shift_to_terminal``); ``rl-math.md`` §1.
+        ``stretch_shift_to_terminal``); docs: SDE sampling and the fused log-prob
     """
     n = _check_int("num_steps", num_steps, minimum=1)
     mu = _check_finite("mu", mu)
@@ -139,7 +146,7 @@ def qwen_image_mu(
         0.53871
 
     References:
-        diffusers ``calculate_shift``; ``rl-math.md`` §1.
+        diffusers ``calculate_shift``; docs: SDE sampling and the fused log-prob
     """
     seq = _check_int("image_seq_len", image_seq_len, minimum=1)
     base = _check_int("base_seq_len", base_seq_len, minimum=1)
@@ -178,7 +185,7 @@ def flux2_empirical_mu(image_seq_len: int, num_steps: int) -> float:
         1.98781
 
     References:
-        diffusers ``pipeline_flux2.compute_empirical_mu``; ``rl-math.md`` §1.
+        diffusers ``pipeline_flux2.compute_empirical_mu``; docs: SDE sampling and the fused log-prob
     """
     seq = _check_int("image_seq_len", image_seq_len, minimum=1)
     n = _check_int("num_steps", num_steps, minimum=1)
@@ -214,7 +221,7 @@ def qwen_image_sigmas(
         tensor([1.0000, 0.9290, 0.8515], dtype=torch.float64)
 
     References:
-        Qwen-Image-Edit-2511 ``scheduler_config.json``; ``rl-math.md`` §1.
+        Qwen-Image-Edit-2511 ``scheduler_config.json``; docs: SDE sampling and the fused log-prob
     """
     return exponential_shift_sigmas(num_steps, qwen_image_mu(image_seq_len), shift_terminal=shift_terminal)
 
@@ -237,9 +244,157 @@ def flux2_sigmas(num_steps: int, image_seq_len: int) -> Tensor:
         tensor([0.4478, 0.0000], dtype=torch.float64)
 
     References:
-        diffusers ``Flux2Pipeline``; ``rl-math.md`` §1.
+        diffusers ``Flux2Pipeline``; docs: SDE sampling and the fused log-prob
     """
     return exponential_shift_sigmas(num_steps, flux2_empirical_mu(image_seq_len, num_steps))
+
+
+def _static_shift(s: Tensor, shift: float) -> Tensor:
+    # k·s / (1 + (k-1)·s), written as 1 / (1 + (1-s) / (k·s)) so that s = 1 gives exactly 1 for
+    # every k (1 + (k-1) can differ from k in the last bit, e.g. k = 0.1).
+    return 1.0 / (1.0 + (1.0 - s) / (shift * s))
+
+
+def sd3_sigmas(num_steps: int, *, shift: float = SD3_SHIFT, dtype: torch.dtype = torch.float64) -> Tensor:
+    r"""Stable Diffusion 3 / 3.5 sampling schedule: static shift, applied twice to the endpoint.
+
+    With the static shift $f_k(s) = \frac{k\,s}{1 + (k-1)\,s}$ ($k$ = ``shift``) and
+    $T = 1000$ training timesteps:
+    $$
+    \hat\sigma_{\min} = f_k(1/T),\qquad
+    s = \mathrm{linspace}(1, \hat\sigma_{\min}, N),\qquad
+    \sigma_i = f_k(s_i),\quad i = 0 \dots N-1,
+    $$
+    and finally $\sigma_N = 0$. This is what diffusers' ``FlowMatchEulerDiscreteScheduler(shift=3.0)``
+    (``use_dynamic_shifting=False``, the SD3 / SD3.5 config) gives after ``set_timesteps(N)``:
+    the constructor shifts the training grid $t/T$, $t = T \dots 1$, so its smallest sigma is
+    $\hat\sigma_{\min}$, and ``set_timesteps`` spaces $N$ values linearly from 1 down to that
+    already-shifted endpoint and shifts them **again**.
+
+    Difference from
+    [`exponential_shift_sigmas`][rewardkit.core.schedules.exponential_shift_sigmas]:
+    the map is the same ($f_k$ is the exponential shift with $\mu = \ln k$), but the grid is not.
+    ``exponential_shift_sigmas(N, math.log(k))`` shifts $\mathrm{linspace}(1, 1/N, N)$ (the grid
+    the FLUX / Qwen-Image pipelines pass as ``sigmas=``), whereas SD3 shifts
+    $\mathrm{linspace}(1, f_k(10^{-3}), N)$. With $k = 3$ the last non-zero sigma is
+    $f_3(f_3(10^{-3})) \approx 0.00893$ instead of $f_3(1/N)$, and every interior value is lower,
+    e.g. $\sigma_1 = 0.9601$ instead of $0.9643$ at $N = 10$.
+
+    Args:
+        num_steps: number of sampling steps N (≥ 1; the diffusers SD3 pipeline defaults to 28).
+        shift: static shift k > 0 (the SD3 / SD3.5 scheduler config's 3.0; 1.0 is unshifted).
+        dtype: floating dtype of the result (float64 by default, computed in float64 either way).
+
+    Returns:
+        `(N + 1,)` tensor ``[σ_0 = 1, …, σ_{N-1}, 0]``, strictly decreasing.
+
+    Example:
+        >>> sd3_sigmas(10)[:3]
+        tensor([1.0000, 0.9601, 0.9133], dtype=torch.float64)
+        >>> round(float(exponential_shift_sigmas(10, math.log(3.0))[1]), 4)  # same map, other grid
+        0.9643
+
+    References:
+        diffusers ``FlowMatchEulerDiscreteScheduler.__init__`` and ``set_timesteps`` (static
+        ``shift``), Stable Diffusion 3(.5) ``scheduler_config.json``.
+    """
+    n = _check_int("num_steps", num_steps, minimum=1)
+    k = _check_finite("shift", shift)
+    if k <= 0.0:
+        raise ValueError(f"shift must be > 0, got {k}")
+    if not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating-point dtype, got {dtype}")
+    t_min = torch.tensor(1.0 / SD3_NUM_TRAIN_TIMESTEPS, dtype=torch.float64)
+    s_min = float(_static_shift(t_min, k))  # the constructor's smallest (already shifted) sigma
+    s = torch.linspace(1.0, s_min, n, dtype=torch.float64)
+    sigmas = _static_shift(s, k)  # set_timesteps shifts the grid again
+    return torch.cat([sigmas, sigmas.new_zeros(1)]).to(dtype)
+
+
+def sigmas_from_scheduler(scheduler: Any) -> Tensor:
+    """Take the σ schedule from a diffusers flow-matching scheduler, checked and ready for the SDE step.
+
+    Call it after ``scheduler.set_timesteps(N, ...)`` (or after the pipeline has done so); it reads
+    ``scheduler.sigmas`` and returns them as a float64 CPU tensor, with a terminal 0 appended if
+    the scheduler did not append one. Use it for samplers without a dedicated function here
+    ([`sd3_sigmas`][rewardkit.core.schedules.sd3_sigmas],
+    [`qwen_image_sigmas`][rewardkit.core.schedules.qwen_image_sigmas],
+    [`flux2_sigmas`][rewardkit.core.schedules.flux2_sigmas]):
+
+    ```python
+    pipe.scheduler.set_timesteps(28, device="cuda")
+    sigmas = sigmas_from_scheduler(pipe.scheduler)
+    out = sde_step(x, v, float(sigmas[i]), float(sigmas[i + 1]), ...)
+    ```
+
+    Pass ``sigmas[i]`` and ``sigmas[i + 1]`` as σ and σ' of step ``i`` to the SDE step, **not**
+    ``scheduler.timesteps[i]``: for flow-matching schedulers the timesteps are σ·1000 (the value the
+    transformer is conditioned on), not the noise level. The function is duck-typed (no diffusers
+    import): any object with a ``sigmas`` tensor, array or sequence works. The values are the
+    scheduler's own, typically float32 widened to float64; an img2img pipeline that starts at
+    ``scheduler.begin_index`` still gets the full schedule, to be indexed from there.
+
+    Args:
+        scheduler: a scheduler after ``set_timesteps``, e.g. diffusers'
+            ``FlowMatchEulerDiscreteScheduler``. A scheduler that has a ``set_timesteps`` method
+            must also have a non-None ``num_inference_steps`` (diffusers sets it there).
+
+    Returns:
+        `(N + 1,)` float64 CPU tensor ``[σ_0, …, σ_{N-1}, 0]``, strictly decreasing, in [0, 1].
+
+    Raises:
+        ValueError: if ``set_timesteps`` was not called, or ``scheduler.sigmas`` is missing or
+            empty, not 1-D, not finite, outside [0, 1] (not a flow-matching scheduler) or not
+            strictly decreasing (e.g. an inverted schedule).
+        TypeError: if ``scheduler.sigmas`` is not convertible to a tensor of numbers.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> sigmas_from_scheduler(SimpleNamespace(sigmas=[1.0, 0.75, 0.5]))
+        tensor([1.0000, 0.7500, 0.5000, 0.0000], dtype=torch.float64)
+    """
+    first = "call scheduler.set_timesteps(N) first"
+    if callable(getattr(scheduler, "set_timesteps", None)) and (
+        getattr(scheduler, "num_inference_steps", None) is None
+    ):
+        raise ValueError(f"scheduler has no inference schedule (num_inference_steps is None): {first}")
+    raw = getattr(scheduler, "sigmas", None)
+    if raw is None:
+        raise ValueError(f"scheduler.sigmas is missing (got {type(scheduler).__name__} without it): {first}")
+    try:
+        if isinstance(raw, Tensor):
+            sigmas = raw.detach().to(device="cpu", dtype=torch.float64)
+        else:
+            sigmas = torch.as_tensor(raw, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise TypeError(
+            f"scheduler.sigmas must be a tensor, array or sequence of numbers, got {type(raw).__name__}"
+        ) from err
+    if sigmas.ndim != 1:
+        raise ValueError(f"scheduler.sigmas must be 1-D, got shape {tuple(sigmas.shape)}")
+    if sigmas.numel() == 0:
+        raise ValueError(f"scheduler.sigmas is empty: {first}")
+    if not bool(torch.isfinite(sigmas).all()):
+        raise ValueError(f"scheduler.sigmas must be finite, got {sigmas.tolist()}")
+    lo, hi = float(sigmas.min()), float(sigmas.max())
+    if lo < 0.0 or hi > 1.0:
+        raise ValueError(
+            f"scheduler.sigmas must lie in [0, 1] (a flow-matching scheduler, e.g. "
+            f"FlowMatchEulerDiscreteScheduler), got values in [{lo}, {hi}]"
+        )
+    bad = (sigmas[1:] >= sigmas[:-1]).nonzero()
+    if bad.numel() > 0:
+        i = int(bad[0, 0])
+        raise ValueError(
+            "scheduler.sigmas must be strictly decreasing (σ_0 > σ_1 > … > 0; an inverted schedule "
+            f"is not supported), got sigmas[{i + 1}] = {float(sigmas[i + 1])} >= "
+            f"sigmas[{i}] = {float(sigmas[i])}"
+        )
+    if float(sigmas[-1]) != 0.0:
+        sigmas = torch.cat([sigmas, sigmas.new_zeros(1)])
+    if sigmas.numel() < 2:
+        raise ValueError(f"scheduler.sigmas must hold at least one step (a value > 0), got {sigmas.tolist()}")
+    return sigmas
 
 
 def sde_window(
@@ -281,7 +436,7 @@ def sde_window(
 
     References:
         Flow-Factory ``scheduler/flow_match_euler_discrete.py`` (``train_steps``,
-        ``num_train_steps``) and ``trainers/grpo.py``; ``rl-math.md`` §2.5.
+        ``num_train_steps``) and ``trainers/grpo.py``; docs: SDE sampling and the fused log-prob
     """
     n = _check_int("num_steps", num_steps, minimum=1)
     e = _check_int("epoch", epoch, minimum=0)

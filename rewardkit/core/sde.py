@@ -1,6 +1,6 @@
 r"""SDE sampling steps of flow-matching models and the log-probability of the next latent.
 
-Conventions (``rl-math.md`` §0): σ ∈ [0, 1] is the noise level, ``x_σ = (1−σ)·x0 + σ·ε``, the
+Conventions (docs: The math, Conventions): σ ∈ [0, 1] is the noise level, ``x_σ = (1−σ)·x0 + σ·ε``, the
 model predicts the velocity ``v = ε − x0``, a step goes from σ to σ' < σ with ``dt = σ' − σ``.
 
 Every dynamics here is **linear in x and v** with per-sample coefficients and adds Gaussian
@@ -24,11 +24,14 @@ Numerics policy: coefficients are computed in float64 (Python floats or float64 
 cast once to the compute dtype, which is float32, or float64 when an input is float64, whatever
 the input dtype (bf16/fp16 latents are upcast). The next latent is returned in ``x``'s dtype and
 the log-prob is evaluated on that returned (possibly rounded) tensor, so recomputing it in
-training from the stored tensors reproduces it exactly (``rl-math.md`` §2.6 flag).
+training from the stored tensors reproduces it exactly (docs: SDE sampling, *The log-prob convention*).
 """
 
 import math
+import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Literal, NamedTuple, get_args
 
 import torch
@@ -43,6 +46,8 @@ __all__ = [
     "Backend",
     "Kind",
     "SDECoefficients",
+    "SDEConfig",
+    "SDELogProb",
     "SDEStep",
     "sde_coefficients",
     "sde_log_prob",
@@ -81,19 +86,67 @@ class SDECoefficients(NamedTuple):
 
 
 class SDEStep(NamedTuple):
-    """Result of :func:`sde_step`.
+    r"""Result of [`sde_step`][rewardkit.sde_step] / [`SDEConfig.step`][rewardkit.SDEConfig.step].
 
     Attributes:
         next: `(B, ...)` next latent x', in x's dtype.
         log_prob: `(B,)` log-prob of ``next``: mean over non-batch dims, compute dtype.
         mean: `(B, ...)` mean μ of the step, compute dtype.
-        std: `(B,)` noise std s of the step, compute dtype.
+        noise_std: `(B,)` std of the noise added in this step, $s = \sigma_t\sqrt{|\Delta t|}$.
+        sigma_t: `(B,)` the diffusion coefficient $\sigma_t = s/\sqrt{|\Delta t|}$, what the
+            x- and v-based KL surrogates divide by (0 for a deterministic step).
     """
 
     next: Tensor
     log_prob: Tensor
     mean: Tensor
-    std: Tensor
+    noise_std: Tensor
+    sigma_t: Tensor
+
+    @property
+    def std(self) -> Tensor:
+        """Deprecated name of ``noise_std`` (it is *not* the σ_t the KL functions take)."""
+        warnings.warn(
+            "SDEStep.std is renamed SDEStep.noise_std (σ_t·√|Δt|); the KL surrogates take "
+            "SDEStep.sigma_t. The old name goes away in rewardkit 0.3.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.noise_std
+
+
+@dataclass(frozen=True, eq=False)
+class SDELogProb:
+    r"""Training-side evaluation of one stored step: the log-prob and what the KL needs.
+
+    Returned by [`SDEConfig.log_prob`][rewardkit.SDEConfig.log_prob]. Pass two of them (the
+    trained policy's and the reference policy's, same step) straight to
+    [`kl_x_based`][rewardkit.kl_x_based], [`kl_v_based`][rewardkit.kl_v_based] or
+    [`kl_gaussian`][rewardkit.kl_gaussian]: no hand-built mean or σ_t.
+
+    Attributes:
+        log_prob: `(B,)` log-prob of the stored next latent (carries the gradient).
+        x: `(B, ...)` the current latent the step started from.
+        velocity: `(B, ...)` the velocity the log-prob was computed with.
+        mean_coefficients: `(2, B)` $(c_x, c_v)$ of the step mean $\mu = c_x x + c_v v$.
+        noise_std: `(B,)` $s = \sigma_t\sqrt{|\Delta t|}$.
+        sigma_t: `(B,)` $\sigma_t$ (without $\sqrt{|\Delta t|}$).
+    """
+
+    log_prob: Tensor
+    x: Tensor
+    velocity: Tensor
+    mean_coefficients: Tensor
+    noise_std: Tensor
+    sigma_t: Tensor
+
+    @cached_property
+    def mean(self) -> Tensor:
+        r"""`(B, ...)` step mean $\mu = c_x x + c_v v$ in the compute dtype (computed on first use)."""
+        col = (-1,) + (1,) * (self.x.ndim - 1)
+        dtype = self.mean_coefficients.dtype
+        c_x, c_v = self.mean_coefficients[0].view(col), self.mean_coefficients[1].view(col)
+        return c_x * self.x.to(dtype) + c_v * self.velocity.to(dtype)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -229,7 +282,7 @@ def sde_coefficients(
     sigma_next: Scalar,
     *,
     kind: Kind = "flow_sde",
-    noise_level: float = 1.0,
+    noise_level: float | None = None,
     sigma_max: Scalar | None = None,
 ) -> SDECoefficients:
     r"""Mean coefficients, noise std and log-prob constants of one SDE step.
@@ -258,7 +311,8 @@ def sde_coefficients(
         sigma: current noise level σ ∈ (0, 1]; float, 0-d or `(B,)` tensor.
         sigma_next: next noise level σ' ∈ [0, σ); float, 0-d or `(B,)` tensor.
         kind: one of ``"flow_sde"``, ``"dance_sde"``, ``"cps"``, ``"ode"``.
-        noise_level: a ≥ 0 (≤ 1 for cps); ignored by ``"ode"``.
+        noise_level: a ≥ 0 (≤ 1 for cps); ignored by ``"ode"`` (not given: 1.0 with a
+            ``FutureWarning``).
         sigma_max: the schedule's σ_1 ∈ (0, 1), used by flow_sde in place of σ = 1 in the
             denominator $1-\tilde\sigma$; required there when σ = 1 and a > 0.
 
@@ -269,7 +323,7 @@ def sde_coefficients(
     Example:
         >>> from rewardkit.core.schedules import qwen_image_sigmas
         >>> s = qwen_image_sigmas(10, 1024)  # Qwen 512², 10 steps
-        >>> c = sde_coefficients(float(s[1]), float(s[2]))  # step 1
+        >>> c = sde_coefficients(float(s[1]), float(s[2]), noise_level=1.0)  # step 1
         >>> round(c.c_x, 4), round(c.c_v, 4), round(c.std, 3)
         (0.4546, -0.1162, 1.007)
 
@@ -278,10 +332,10 @@ def sde_coefficients(
         DanceGRPO (Xue et al., 2025, arXiv:2505.07818); Coefficients-Preserving Sampling
         (Wang & Yu, 2025, arXiv:2509.05952); Flow-Factory
         ``scheduler/flow_match_euler_discrete.py::FlowMatchEulerDiscreteSDEScheduler.step``;
-        ``rl-math.md`` §2.1–2.4.
+        docs: SDE sampling and the fused log-prob
     """
     kind_name = _check_kind(kind)
-    a = check_nonnegative("noise_level", noise_level)
+    a = check_nonnegative("noise_level", _noise_level_or_default(noise_level, kind_name, "sde_coefficients"))
     if kind_name == "cps" and a > 1:
         raise ValueError(f"noise_level for cps is the angle fraction a ∈ [0, 1], got {a}")
     s = _as_f64(_check_sigma_arg("sigma", sigma))
@@ -360,6 +414,32 @@ def _coefficient_tensor(coeffs: SDECoefficients, x: Tensor, dtype: torch.dtype) 
     return _per_sample((coeffs.c_x, coeffs.c_v, coeffs.alpha, coeffs.beta), x.shape[0], dtype, x.device)
 
 
+def _noise_rows(
+    coeffs: SDECoefficients, sigma: Scalar, sigma_next: Scalar, x: Tensor, dtype: torch.dtype
+) -> tuple[Tensor, Tensor]:
+    r"""`(B,)` noise std $s$ and diffusion coefficient $\sigma_t = s/\sqrt{\sigma - \sigma'}$."""
+    gap = _as_f64(sigma) - _as_f64(sigma_next)  # type: ignore[operator]
+    sigma_t = coeffs.std / _sqrt(gap)
+    rows = _per_sample((coeffs.std, sigma_t), x.shape[0], dtype, x.device)
+    batch = x.shape[0]
+    return rows[0].expand(batch).contiguous(), rows[1].expand(batch).contiguous()
+
+
+def _noise_level_or_default(noise_level: float | None, kind: str, caller: str) -> float:
+    """The noise level, or DyRef's 1.0 with a warning: a silent default misleads ports."""
+    if noise_level is not None:
+        return noise_level
+    if kind != "ode":
+        warnings.warn(
+            f"{caller}: noise_level not given, using 1.0 (DyRef's); Flow-GRPO uses 0.7. Pass "
+            "noise_level= to both the rollout and the training call, or build one "
+            "rewardkit.SDEConfig for both. The default goes away in rewardkit 0.3.",
+            FutureWarning,
+            stacklevel=3,
+        )
+    return 1.0
+
+
 # ----------------------------------------------------------------------------------------------
 # log-prob: eager reference and dispatch
 # ----------------------------------------------------------------------------------------------
@@ -413,7 +493,7 @@ def sde_log_prob(
     sigma_next: Scalar,
     *,
     kind: Kind = "flow_sde",
-    noise_level: float = 1.0,
+    noise_level: float | None = None,
     sigma_max: Scalar | None = None,
     backend: Backend = "auto",
 ) -> Tensor:
@@ -446,7 +526,7 @@ def sde_log_prob(
         sigma: σ ∈ (0, 1]; float, 0-d or `(B,)` tensor.
         sigma_next: σ' ∈ [0, σ); float, 0-d or `(B,)` tensor.
         kind: ``"flow_sde"`` (default), ``"dance_sde"``, ``"cps"`` or ``"ode"``.
-        noise_level: a ≥ 0, as in the rollout.
+        noise_level: a ≥ 0, as in the rollout (not given: 1.0 with a ``FutureWarning``).
         sigma_max: σ_1 of the schedule, needed by flow_sde at σ = 1.
         backend: ``"auto"``, ``"triton"``, ``"cpu_fused"``, ``"compiled"`` or ``"eager"``.
 
@@ -455,17 +535,18 @@ def sde_log_prob(
 
     Example:
         >>> x, v = torch.zeros(2, 4, 3), torch.ones(2, 4, 3)
-        >>> step = sde_step(x, v, 0.8, 0.7, generator=torch.Generator().manual_seed(0))
-        >>> bool(torch.equal(sde_log_prob(step.next, x, v, 0.8, 0.7), step.log_prob))
+        >>> step = sde_step(x, v, 0.8, 0.7, noise_level=0.7, generator=torch.Generator().manual_seed(0))
+        >>> bool(torch.equal(sde_log_prob(step.next, x, v, 0.8, 0.7, noise_level=0.7), step.log_prob))
         True
 
     References:
         Flow-GRPO (arXiv:2505.05470); Flow-Factory
-        ``scheduler/flow_match_euler_discrete.py``; ``rl-math.md`` §2.1–2.6.
+        ``scheduler/flow_match_euler_discrete.py``; docs: SDE sampling and the fused log-prob
     """
     backend_name = _check_backend(backend)
     _check_latents(x=x, velocity=velocity, x_next=x_next)
-    coeffs = sde_coefficients(sigma, sigma_next, kind=kind, noise_level=noise_level, sigma_max=sigma_max)
+    a = _noise_level_or_default(noise_level, kind, "sde_log_prob")
+    coeffs = sde_coefficients(sigma, sigma_next, kind=kind, noise_level=a, sigma_max=sigma_max)
     dtype = compute_dtype(x_next, x, velocity)
     return _log_prob(x_next, x, velocity, _coefficient_tensor(coeffs, x, dtype), backend_name)
 
@@ -477,7 +558,7 @@ def sde_step(
     sigma_next: Scalar,
     *,
     kind: Kind = "flow_sde",
-    noise_level: float = 1.0,
+    noise_level: float | None = None,
     noise: Tensor | None = None,
     generator: torch.Generator | None = None,
     sigma_max: Scalar | None = None,
@@ -507,7 +588,9 @@ def sde_step(
         sigma: σ ∈ (0, 1]; float, 0-d or `(B,)` tensor.
         sigma_next: σ' ∈ [0, σ); float, 0-d or `(B,)` tensor.
         kind: ``"flow_sde"`` (default), ``"dance_sde"``, ``"cps"`` or ``"ode"``.
-        noise_level: a ≥ 0 (≤ 1 for cps); 0 makes every kind deterministic.
+        noise_level: a ≥ 0 (≤ 1 for cps); 0 makes every kind deterministic. Not given:
+            1.0 (DyRef) with a ``FutureWarning``; Flow-GRPO uses 0.7. Prefer one
+            [`SDEConfig`][rewardkit.SDEConfig] for rollout and training.
         noise: `(B, ...)` standard normal ε to use (mutually exclusive with ``generator``).
         generator: draws ε on its device (mutually exclusive with ``noise``). One of the two
             is required for a stochastic step: core functions never touch the global RNG.
@@ -515,15 +598,16 @@ def sde_step(
         backend: log-prob backend, as in :func:`sde_log_prob`.
 
     Returns:
-        :class:`SDEStep` ``(next, log_prob, mean, std)``: `(B, ...)` in x's dtype, `(B,)`,
-        `(B, ...)` and `(B,)` in the compute dtype (float32, or float64 for float64 inputs).
+        :class:`SDEStep` ``(next, log_prob, mean, noise_std, sigma_t)``: `(B, ...)` in x's
+        dtype, then `(B,)`, `(B, ...)`, `(B,)` and `(B,)` in the compute dtype (float32, or
+        float64 for float64 inputs).
 
     Example:
         >>> from rewardkit.core.schedules import qwen_image_sigmas
         >>> sigmas = qwen_image_sigmas(10, 1024)
         >>> x, v = torch.randn(2, 1024, 64), torch.randn(2, 1024, 64)
         >>> g = torch.Generator().manual_seed(0)
-        >>> out = sde_step(x, v, float(sigmas[1]), float(sigmas[2]), generator=g)
+        >>> out = sde_step(x, v, float(sigmas[1]), float(sigmas[2]), noise_level=1.0, generator=g)
         >>> out.next.shape, out.log_prob.shape
         (torch.Size([2, 1024, 64]), torch.Size([2]))
 
@@ -531,17 +615,17 @@ def sde_step(
         Flow-GRPO (Liu et al., 2025, arXiv:2505.05470); DanceGRPO (arXiv:2505.07818);
         CPS (arXiv:2509.05952); Flow-Factory
         ``scheduler/flow_match_euler_discrete.py::FlowMatchEulerDiscreteSDEScheduler.step``;
-        ``rl-math.md`` §2.
+        docs: SDE sampling and the fused log-prob
     """
     backend_name = _check_backend(backend)
     _check_latents(x=x, velocity=velocity)
     if noise is not None and generator is not None:
         raise ValueError("pass either noise= or generator=, not both")
+    noise_level = _noise_level_or_default(noise_level, kind, "sde_step")
     coeffs = sde_coefficients(sigma, sigma_next, kind=kind, noise_level=noise_level, sigma_max=sigma_max)
     dtype = compute_dtype(x, velocity)
-    batch = x.shape[0]
     coef = _coefficient_tensor(coeffs, x, dtype)
-    std = _per_sample((coeffs.std,), batch, dtype, x.device).view(-1).expand(batch)
+    std, sigma_t = _noise_rows(coeffs, sigma, sigma_next, x, dtype)
     col = (-1,) + (1,) * (x.ndim - 1)
     mean = coef[0].view(col) * x.to(dtype) + coef[1].view(col) * velocity.to(dtype)
     if kind == "ode" or noise_level == 0:
@@ -561,4 +645,120 @@ def sde_step(
         next_c = mean + std.reshape(col) * eps
     x_next = next_c.to(x.dtype)
     log_prob = _log_prob(x_next, x, velocity, coef, backend_name)
-    return SDEStep(x_next, log_prob, mean, std.contiguous())
+    return SDEStep(x_next, log_prob, mean, std, sigma_t)
+
+
+# ----------------------------------------------------------------------------------------------
+# one description for rollout and training
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SDEConfig:
+    r"""The SDE of a run, shared by the rollout and the training call so they cannot disagree.
+
+    Build one and use its [`step`][rewardkit.SDEConfig.step] while sampling and its
+    [`log_prob`][rewardkit.SDEConfig.log_prob] while training: the kind, noise level, σ_max
+    and backend are then the same in both calls by construction (a training call at another
+    noise level makes every ratio ≈ 0.7 and clips everything, silently). Both methods take the
+    latents by keyword only, so ``x`` and ``x_next`` cannot be swapped.
+
+    Attributes:
+        kind: ``"flow_sde"`` (Flow-GRPO, DyRef), ``"dance_sde"``, ``"cps"`` or ``"ode"``.
+        noise_level: the noise level $a$ (required: DyRef uses 1.0, Flow-GRPO 0.7; see
+            [`dyref`][rewardkit.SDEConfig.dyref] and [`flow_grpo`][rewardkit.SDEConfig.flow_grpo]).
+        sigma_max: the schedule's σ_1, which flow_sde uses in place of σ = 1 at the first step.
+        backend: log-prob backend; one backend for both calls keeps the ratio exactly 1.
+
+    Example:
+        >>> import torch, rewardkit
+        >>> sde = rewardkit.SDEConfig.flow_grpo()
+        >>> x, v = torch.zeros(2, 4, 3), torch.ones(2, 4, 3)
+        >>> g = torch.Generator().manual_seed(0)
+        >>> step = sde.step(x=x, velocity=v, sigma=0.8, sigma_next=0.7, generator=g)
+        >>> new = sde.log_prob(x_next=step.next, x=x, velocity=v, sigma=0.8, sigma_next=0.7)
+        >>> bool(torch.equal(new.log_prob, step.log_prob)), float(rewardkit.kl_x_based(new, new).max())
+        (True, 0.0)
+    """
+
+    kind: Kind
+    noise_level: float
+    sigma_max: float | None = None
+    backend: Backend = "auto"
+
+    def __post_init__(self) -> None:
+        _check_kind(self.kind)
+        _check_backend(self.backend)
+        if isinstance(self.noise_level, bool) or not isinstance(self.noise_level, int | float):
+            raise TypeError(f"noise_level must be a number, got {type(self.noise_level).__name__}")
+        check_nonnegative("noise_level", float(self.noise_level))
+        if self.kind == "cps" and self.noise_level > 1:
+            raise ValueError(f"noise_level for cps is the angle fraction a ∈ [0, 1], got {self.noise_level}")
+        if self.sigma_max is not None and not 0 < self.sigma_max < 1:
+            raise ValueError(f"sigma_max must lie in (0, 1) (the schedule's σ_1), got {self.sigma_max}")
+
+    @classmethod
+    def dyref(cls, sigma_max: float | None = None) -> "SDEConfig":
+        """DyRef's rollout: Flow-SDE at noise level 1.0."""
+        return cls("flow_sde", 1.0, sigma_max)
+
+    @classmethod
+    def flow_grpo(cls, sigma_max: float | None = None) -> "SDEConfig":
+        """Flow-GRPO's default: Flow-SDE at noise level 0.7 (``sample.noise_level``)."""
+        return cls("flow_sde", 0.7, sigma_max)
+
+    def coefficients(self, sigma: Scalar, sigma_next: Scalar) -> SDECoefficients:
+        """[`sde_coefficients`][rewardkit.core.sde.sde_coefficients] of one step under this SDE."""
+        return sde_coefficients(
+            sigma, sigma_next, kind=self.kind, noise_level=self.noise_level, sigma_max=self.sigma_max
+        )
+
+    def step(
+        self,
+        *,
+        x: Tensor,
+        velocity: Tensor,
+        sigma: Scalar,
+        sigma_next: Scalar,
+        noise: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> SDEStep:
+        """One rollout step from σ to σ'; [`sde_step`][rewardkit.sde_step] with this SDE."""
+        return sde_step(
+            x,
+            velocity,
+            sigma,
+            sigma_next,
+            kind=self.kind,
+            noise_level=self.noise_level,
+            noise=noise,
+            generator=generator,
+            sigma_max=self.sigma_max,
+            backend=self.backend,
+        )
+
+    def log_prob(
+        self, *, x_next: Tensor, x: Tensor, velocity: Tensor, sigma: Scalar, sigma_next: Scalar
+    ) -> SDELogProb:
+        r"""The training-side log-prob of a stored step, with the mean and σ_t the KL needs.
+
+        Args:
+            x_next: `(B, ...)` the stored next latent (``step.next`` of the rollout).
+            x: `(B, ...)` the stored current latent.
+            velocity: `(B, ...)` the velocity of the policy being trained (carries grad).
+            sigma: σ of the step, as in the rollout.
+            sigma_next: σ' of the step.
+
+        Returns:
+            An [`SDELogProb`][rewardkit.SDELogProb]; its ``log_prob`` equals the rollout's
+            bit for bit when the policy has not changed.
+        """
+        backend_name = _check_backend(self.backend)
+        _check_latents(x=x, velocity=velocity, x_next=x_next)
+        coeffs = self.coefficients(sigma, sigma_next)
+        dtype = compute_dtype(x_next, x, velocity)
+        coef = _coefficient_tensor(coeffs, x, dtype)
+        noise_std, sigma_t = _noise_rows(coeffs, sigma, sigma_next, x, dtype)
+        log_prob = _log_prob(x_next, x, velocity, coef, backend_name)
+        mean_coefficients = coef[:2].expand(2, x.shape[0]).contiguous()
+        return SDELogProb(log_prob, x, velocity, mean_coefficients, noise_std, sigma_t)

@@ -16,7 +16,7 @@ __all__ = ["dar_weights"]
 
 
 def dar_weights(
-    difficulty: Tensor,
+    similarity: Tensor,
     group_ids: Tensor,
     *,
     gamma: float = 2.0,
@@ -24,6 +24,7 @@ def dar_weights(
     w_max: float = 5.0,
     eps: float = 1e-6,
     reclip: bool = True,
+    allow_singleton_groups: bool = False,
 ) -> Tensor:
     r"""DAR loss weights: harder groups (lower mean similarity) get larger weights.
 
@@ -50,22 +51,27 @@ def dar_weights(
     ``gamma=float(int(g))`` to reproduce the former. Here groups are always whole.
 
     Args:
-        difficulty: `(N,)` raw similarity $s_i$ per sample (values outside [0, 1] are clipped).
-        group_ids: `(N,)` integer group label per sample.
+        similarity: `(N,)` raw similarity $s_i$ per sample, higher = easier (values outside
+            [0, 1] are clipped).
+        group_ids: `(N,)` integer group label per sample; every group needs at least 2
+            samples, since a group of one is what a rank sees of a group split across ranks
+            (gather whole groups first).
         gamma: focusing exponent $\gamma \ge 0$ (float; no integer truncation).
         w_min: lower weight bound, $0 \le w_{\min} \le w_{\max}$.
         w_max: upper weight bound (``math.inf`` for none).
         eps: $\epsilon > 0$, keeps the base positive and the normaliser away from 0.
         reclip: clip again after normalising to mean 1.
+        allow_singleton_groups: accept groups of one sample (each is then weighted by its own
+            similarity).
 
     Returns:
-        `(N,)` weights in the dtype of ``difficulty``, equal within each group. They are
+        `(N,)` weights in the dtype of ``similarity``, equal within each group. They are
         constants of the loss (no gradient flows through them).
 
     Raises:
-        ValueError: shape mismatch, NaN difficulty, ``w_min > w_max``, negative bounds or
-            ``gamma``, non-positive ``eps``.
-        TypeError: non-float difficulty or non-integer ``group_ids``.
+        ValueError: shape mismatch, NaN similarity, a group of one sample, ``w_min > w_max``,
+            negative bounds or ``gamma``, non-positive ``eps``.
+        TypeError: non-float similarity or non-integer ``group_ids``.
 
     Example:
         >>> import torch, rewardkit
@@ -77,11 +83,11 @@ def dar_weights(
         DyRef (arXiv 2606.26947), difficulty-aware advantage reweighting; Lin et al., *Focal
         Loss*, 2017; Flow-Factory ``trainers/grpo.py::GRPOTrainer.optimize`` (``is_focal_loss``).
     """
-    check_float_tensor("difficulty", difficulty, ndim=1)
-    check_group_ids(group_ids, difficulty.shape[0])
-    if difficulty.shape[0] == 0:
-        raise ValueError("difficulty is empty; expected at least one sample")
-    check_no_nan("difficulty", difficulty, allow_inf=True)
+    check_float_tensor("similarity", similarity, ndim=1)
+    check_group_ids(group_ids, similarity.shape[0])
+    if similarity.shape[0] == 0:
+        raise ValueError("similarity is empty; expected at least one sample")
+    check_no_nan("similarity", similarity, allow_inf=True)
     gamma = check_nonnegative("gamma", gamma)
     w_min = check_nonnegative("w_min", w_min)
     w_max = check_nonnegative("w_max", w_max, allow_inf=True)
@@ -90,10 +96,17 @@ def dar_weights(
         raise ValueError(f"w_min must be <= w_max, got w_min={w_min} > w_max={w_max}")
 
     groups = group_index(group_ids)
-    p = difficulty.detach().to(compute_dtype(difficulty)).clamp(0.0, 1.0)
+    smallest = int(groups.counts.min())
+    if smallest < 2 and not allow_singleton_groups:
+        raise ValueError(
+            "group_ids: a group has a single sample, which is what one rank sees of a group split "
+            "across ranks; gather whole groups first (rewardkit.training.gather_samples), or pass "
+            "allow_singleton_groups=True if groups of one are intended"
+        )
+    p = similarity.detach().to(compute_dtype(similarity)).clamp(0.0, 1.0)
     p_group = segment_mean(p, groups)  # (G,)
     raw = ((1.0 - p_group).clamp_min(0.0) + eps).pow(gamma).clamp(w_min, w_max)
     weights = raw / raw.mean().clamp_min(eps)
     if reclip:
         weights = weights.clamp(w_min, w_max)
-    return weights[groups.inverse].to(difficulty.dtype)
+    return weights[groups.inverse].to(similarity.dtype)

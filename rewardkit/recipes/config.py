@@ -2,7 +2,7 @@ r"""Typed configs of the recipes: dataclasses, per-backbone defaults, YAML files
 
 A config is resolved in this order (later wins):
 
-1. the dataclass defaults below (the reference numbers of ``rl-math.md`` §12);
+1. the dataclass defaults below (DyRef's published settings);
 2. the per-backbone defaults in [`BACKBONE_DEFAULTS`][rewardkit.recipes.config.BACKBONE_DEFAULTS]
    (LoRA rank and targets, SFT learning rate and timestep grid, ...), for ``model.backbone``;
 3. a YAML file (``--config run.yaml``), nested like the dataclasses;
@@ -177,7 +177,7 @@ class LogConfig:
 
 @dataclass
 class SFTTrainConfig:
-    r"""Stage I: flow-matching loss on (prompt, references) → target pairs (``rl-math.md`` §9).
+    r"""Stage I: flow-matching loss on (prompt, references) → target pairs (docs: Training, Configuration).
 
     Attributes:
         epochs: passes over the training split.
@@ -287,7 +287,7 @@ def _dyref_rewards() -> list[RewardSpec]:
 
 @dataclass
 class GRPOTrainConfig:
-    """The per-epoch schedule of ``rl-math.md`` §3.
+    """The per-epoch schedule (docs: Training, *What one GRPO epoch does*).
 
     Attributes:
         epochs: number of epochs (one rollout phase and one single pass over it each).
@@ -309,7 +309,7 @@ class GRPOTrainConfig:
 
 @dataclass
 class RolloutConfig:
-    """Sampling with the SDE window (``rl-math.md`` §2).
+    """Sampling with the SDE window (docs: SDE sampling and the fused log-prob).
 
     Attributes:
         num_steps: N sampling steps.
@@ -361,7 +361,7 @@ class AdvantageConfig:
 
 @dataclass
 class DARConfig:
-    """Difficulty-aware reweighting of the loss (``rl-math.md`` §5, spec README point 2).
+    """Difficulty-aware reweighting of the loss (docs: The math, DAR).
 
     Attributes:
         enabled: weight each group's loss.
@@ -384,7 +384,7 @@ class DARConfig:
 
 @dataclass
 class KLConfig:
-    """KL regulariser against a reference policy (spec README point 6).
+    """KL regulariser against a reference policy (docs: The math, KL regularisers).
 
     Attributes:
         beta: weight of the KL term (0 disables it and its extra forward).
@@ -527,7 +527,7 @@ QWEN_LORA_TARGETS: tuple[str, ...] = (
     "to_q", "to_k", "to_v", "add_q_proj", "add_k_proj", "add_v_proj", "to_out.0", "to_add_out",
     "img_mlp.net.2", "img_mod.1", "txt_mlp.net.2", "txt_mod.1",
 )  # fmt: skip
-"""DyRef's LoRA targets for Qwen-Image-Edit-2511 (``rl-math.md`` §7.3, §9)."""
+"""DyRef's LoRA targets for Qwen-Image-Edit-2511 (docs: Training, Configuration)."""
 
 BACKBONE_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "sft": {
@@ -554,7 +554,7 @@ r"""Per-recipe, per-backbone overrides of the dataclass defaults (nested like th
 FLUX.2 [klein] keeps the adapter's own LoRA targets (DyRef's Qwen module names barely match its
 modules) and trains SFT on the grid of its 50-step sampling schedule at 512²
 ($\mu$ = ``flux2_empirical_mu(1024, 50)`` ≈ 1.70) instead of DiffSynth's extrapolated
-$\mu \approx -3.51$, which puts most timesteps at very low noise (``rl-math.md`` §9).
+$\mu \approx -3.51$, which puts most timesteps at very low noise (docs: Training, Configuration).
 """
 
 

@@ -1,6 +1,6 @@
 r"""Stage II recipe: Flow-GRPO with GDPO advantages, DAR and DRS (``rewardkit grpo``).
 
-One epoch, as in ``rl-math.md`` §3 (the whole loop is :func:`train`, top to bottom):
+One epoch (docs: Training, *What one GRPO epoch does*; the whole loop is :func:`train`, top to bottom):
 
 1. **Rollouts.** ``prompts_per_epoch`` instances × ``group_size`` samples with the SDE dynamics
    at this epoch's window steps (``sde_window``, the same on every rank). Sample $s$ draws all
@@ -8,7 +8,7 @@ One epoch, as in ``rl-math.md`` §3 (the whole loop is :func:`train`, top to bot
    spread over processes does not change them.
 2. **Rewards** per process, pointwise (DRS lives in the similarity reward's options).
 3. **Advantages and DAR weights** on the rewards gathered from every process, ordered by
-   sample id (whole groups, spec README point 1): ``gdpo_advantages`` (default),
+   sample id (whole groups): ``gdpo_advantages`` (default),
    ``group_advantages`` of the weighted sum, or seed 003's moving-average baseline.
 4. **A single pass** over the rollouts in ``gradient_step_per_epoch`` equal chunks; per
    micro-batch and trained step the fused log-prob, the clipped loss weighted by DAR, and
@@ -160,7 +160,7 @@ def _reference_velocity(
 def _kl(
     config: GRPOConfig, traj: Trajectory, step: int, rows: Tensor, velocity: Tensor, ref_v: Tensor
 ) -> Tensor:
-    """`(B,)` KL of the trained step against the reference policy (spec README point 6)."""
+    """`(B,)` KL of the trained step against the reference policy (docs: The math, KL regularisers)."""
     sigmas = traj.sigmas
     coef = sde_coefficients(
         float(sigmas[step]),

@@ -3,7 +3,7 @@ r"""Stage I recipe: supervised flow-matching fine-tuning of a LoRA adapter (``re
 For each (prompt, references) → target instance the loop draws a grid index $j$ and noise
 $\varepsilon$, noises the target's latent $x_0$ to $x_\sigma = (1-\sigma_j)x_0 + \sigma_j\varepsilon$
 and regresses the velocity on $\varepsilon - x_0$ with the timestep weight $w_j$
-(``rl-math.md`` §9):
+(docs: Training, Configuration):
 
 $$
 L = \frac1B\sum_b w_{j_b}\,\frac1D\big\lVert v_\theta(x_{\sigma_{j_b}}, \sigma_{j_b}, c_b)

@@ -144,7 +144,7 @@ def test_recorded_transition_follows_the_sde_mean_and_std() -> None:
     traj = out.trajectory
     sigma, sigma_next = float(traj.sigmas[1]), float(traj.sigmas[2])
     x, x_next = traj.latents[:, 0], traj.next_latents[:, 0]
-    c = sde_coefficients(sigma, sigma_next, sigma_max=float(traj.sigmas[1]))
+    c = sde_coefficients(sigma, sigma_next, noise_level=1.0, sigma_max=float(traj.sigmas[1]))
     with torch.no_grad():
         residual = (x_next - (c.c_x * x + c.c_v * bb.velocity(x, sigma, cond))) / c.std
     assert abs(float(residual.mean())) < 0.05 and abs(float(residual.std()) - 1.0) < 0.05

@@ -239,3 +239,45 @@ def test_gdpo_all_constant_is_zero() -> None:
 def test_gdpo_bad_input(rewards, weights, match) -> None:
     with pytest.raises(ValueError, match=match):
         rewardkit.gdpo_advantages(rewards, torch.tensor([0, 0, 1, 1]), weights)
+
+
+# --------------------------------------------------------------------------- porting knobs
+
+
+@given(st.integers(0, 10_000), st.booleans())
+def test_additive_floor_is_flow_grpos_formula(seed: int, global_std: bool) -> None:
+    g = torch.Generator().manual_seed(seed)
+    rewards = torch.rand(12, generator=g, dtype=torch.float64)
+    groups = torch.arange(4).repeat_interleave(3)
+    got = rewardkit.group_advantages(
+        rewards, groups, std_floor=1e-4, std_floor_mode="add", global_std=global_std
+    )
+    # Flow-GRPO's stat tracker: (r − mean_group) / (std + 1e-4), std of the group or the batch
+    want = torch.empty_like(rewards)
+    for k in range(4):
+        r = rewards[3 * k : 3 * k + 3].tolist()
+        mean = sum(r) / 3
+        std = (
+            math.sqrt(sum((x - sum(rewards.tolist()) / 12) ** 2 for x in rewards.tolist()) / 12)
+            if global_std
+            else math.sqrt(sum((x - mean) ** 2 for x in r) / 3)
+        )
+        want[3 * k : 3 * k + 3] = torch.tensor([(x - mean) / (std + 1e-4) for x in r], dtype=torch.float64)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    clamp = rewardkit.group_advantages(rewards, groups, std_floor=1e-4, global_std=global_std)
+    assert bool((got.abs() <= clamp.abs() + 1e-15).all())  # adding ε only shrinks the z-scores
+
+
+def test_floor_mode_and_weights_are_validated() -> None:
+    r, g = torch.rand(4, 2), torch.tensor([0, 0, 1, 1])
+    with pytest.raises(ValueError, match="std_floor_mode must be 'clamp'"):
+        rewardkit.group_advantages(r[:, 0], g, std_floor_mode="max")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="got a dict"):
+        rewardkit.gdpo_advantages(r, g, {"sim": 1.0, "style": 0.8})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="all zero"):
+        rewardkit.gdpo_advantages(r, g, [0.0, 0.0])
+    with pytest.raises(ValueError, match=">= 0"):
+        rewardkit.gdpo_advantages(r, g, [1.0, -0.5])
+    with pytest.raises(TypeError, match="sequence of 2 numbers"):
+        rewardkit.gdpo_advantages(r, g, ["a", "b"])  # type: ignore[list-item]
+    assert rewardkit.gdpo_advantages(r, g, [1.0, 0.0]).shape == (4,)  # one zero weight is fine

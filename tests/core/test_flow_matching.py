@@ -14,7 +14,7 @@ from rewardkit.core.schedules import flux2_empirical_mu
 
 
 def test_qwen_training_grid_quantiles_match_the_spec() -> None:
-    # rl-math.md §9: Qwen-Image grid (mu = 0.8, terminal 0.02) has 10/50/90% quantiles 0.214 / 0.696 / 0.953.
+    # Qwen-Image grid (mu = 0.8, terminal 0.02) has 10/50/90% quantiles 0.214 / 0.696 / 0.953.
     sigmas = training_sigmas(0.8, shift_terminal=0.02)
     assert sigmas.shape == (1000,) and float(sigmas[0]) == 1.0
     assert float(sigmas[-1]) == pytest.approx(0.02)

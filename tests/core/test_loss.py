@@ -126,3 +126,15 @@ def test_policy_loss_bad_input(kwargs, error, match) -> None:
     args.update(kwargs)
     with pytest.raises(error, match=match):
         rewardkit.clipped_policy_loss(**args)
+
+
+@given(st.integers(0, 10_000), st.floats(0.01, 0.5))
+def test_ratio_outside_frac_is_flow_grpos_clipfrac(seed: int, clip: float) -> None:
+    g = torch.Generator().manual_seed(seed)
+    log_prob, old = torch.randn(32, generator=g) * 0.3, torch.randn(32, generator=g) * 0.3
+    adv = torch.randn(32, generator=g)
+    _, stats = rewardkit.clipped_policy_loss(log_prob, old, adv, clip_range=clip)
+    ratio = torch.exp(log_prob - old)
+    flow_grpo_clipfrac = float(((ratio - 1.0).abs() > clip).float().mean())
+    assert float(stats.ratio_outside_frac) == pytest.approx(flow_grpo_clipfrac, abs=1e-6)
+    assert float(stats.clip_frac) <= float(stats.ratio_outside_frac) + 1e-7  # only one side clips

@@ -1,6 +1,7 @@
 """Sigma schedules and the SDE window: the spec's worked numbers, properties and bad input."""
 
 import math
+from types import SimpleNamespace
 
 import hypothesis.strategies as st
 import pytest
@@ -8,9 +9,9 @@ import torch
 from hypothesis import given, settings
 
 import rewardkit
-from rewardkit.core.schedules import exponential_shift_sigmas
+from rewardkit.core.schedules import exponential_shift_sigmas, sd3_sigmas, sigmas_from_scheduler
 
-# rl-math.md §1 worked numbers (4 decimals in the spec).
+# Worked numbers of the reference formulas (4 decimals).
 QWEN_512_N10 = [1.0, 0.929, 0.8515, 0.7666, 0.6733, 0.5701, 0.4555, 0.3274, 0.1833, 0.02, 0.0]
 FLUX2_512_N10 = [1.0, 0.985, 0.9669, 0.9445, 0.9163, 0.8795, 0.8295, 0.7578, 0.646, 0.4478, 0.0]
 
@@ -154,3 +155,149 @@ def test_schedules_start_at_exactly_one() -> None:
             assert float(flux2_sigmas(n, seq_len)[0]) == 1.0
         for mu in (-3.5, -1.0, 0.3, 0.8, 1.9):
             assert float(exponential_shift_sigmas(n, mu)[0]) == 1.0
+
+
+# --- Stable Diffusion 3 (static shift) --------------------------------------------------------
+
+
+def sd3_reference(n: int, shift: float) -> list[float]:
+    """diffusers' static-shift FlowMatchEulerDiscreteScheduler, written out with the math module."""
+
+    def f(s: float) -> float:
+        return shift * s / (1.0 + (shift - 1.0) * s)
+
+    s_min = f(1.0 / 1000)  # the constructor's shifted training sigmas end here
+    out = []
+    for i in range(n):
+        s = 1.0 if n == 1 else 1.0 + i * (s_min - 1.0) / (n - 1)  # linspace(1, s_min, n)
+        out.append(f(s))  # shifted again by set_timesteps
+    return [*out, 0.0]
+
+
+@given(n=st.integers(1, 200), shift=st.floats(0.05, 50.0))
+def test_sd3_schedule_properties_and_reference(n: int, shift: float) -> None:
+    sigmas = sd3_sigmas(n, shift=shift)
+    assert sigmas.dtype == torch.float64 and sigmas.shape == (n + 1,)
+    assert float(sigmas[0]) == 1.0 and float(sigmas[-1]) == 0.0  # exactly, for every shift
+    assert bool((sigmas[1:] < sigmas[:-1]).all())
+    want = torch.tensor(sd3_reference(n, shift), dtype=torch.float64)
+    torch.testing.assert_close(sigmas, want, atol=1e-12, rtol=0)
+
+
+def test_sd3_schedule_worked_numbers_and_difference_from_exponential_shift() -> None:
+    sigmas = sd3_sigmas(10)
+    assert float(sigmas[1]) == pytest.approx(0.9601, abs=5e-5)
+    # Same map (μ = ln 3) on another grid: linspace(1, 1/N, N) instead of linspace(1, f(1/1000), N).
+    assert float(exponential_shift_sigmas(10, math.log(3.0))[1]) == pytest.approx(0.9643, abs=5e-5)
+    # The last non-zero sigma is the shift applied twice to 1/1000, independent of N.
+    twice = 3 * (0.003 / 1.002) / (1 + 2 * (0.003 / 1.002))
+    for n in (2, 10, 28):
+        assert float(sd3_sigmas(n)[-2]) == pytest.approx(twice, abs=1e-15)
+    # shift = 1 is the unshifted linear grid from 1 to 1/1000.
+    torch.testing.assert_close(
+        sd3_sigmas(4, shift=1.0), torch.tensor([1.0, 0.667, 0.334, 0.001, 0.0], dtype=torch.float64)
+    )
+    assert sd3_sigmas(1).tolist() == [1.0, 0.0]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])
+def test_sd3_schedule_honours_dtype(dtype: torch.dtype) -> None:
+    sigmas = sd3_sigmas(28, dtype=dtype)
+    assert sigmas.dtype == dtype and sigmas.shape == (29,)
+    assert float(sigmas[0]) == 1.0 and float(sigmas[-1]) == 0.0
+    torch.testing.assert_close(sigmas, sd3_sigmas(28).to(dtype), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("shift", [3.0, 1.0, 6.0])
+@pytest.mark.parametrize("n", [1, 2, 10, 28, 50])
+def test_sd3_schedule_matches_diffusers(n: int, shift: float) -> None:
+    diffusers = pytest.importorskip("diffusers")
+    scheduler = diffusers.FlowMatchEulerDiscreteScheduler(shift=shift, use_dynamic_shifting=False)
+    scheduler.set_timesteps(n)
+    ours = sd3_sigmas(n, shift=shift)
+    torch.testing.assert_close(scheduler.sigmas.double(), ours, atol=1e-6, rtol=0)
+    torch.testing.assert_close(sigmas_from_scheduler(scheduler), ours, atol=1e-6, rtol=0)
+    # The timesteps the transformer sees are σ·1000, not the σ that goes to the SDE step.
+    torch.testing.assert_close(scheduler.timesteps.double(), ours[:-1] * 1000, atol=1e-3, rtol=0)
+
+
+def test_sigmas_from_scheduler_refuses_a_diffusers_scheduler_before_set_timesteps() -> None:
+    diffusers = pytest.importorskip("diffusers")
+    scheduler = diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0)
+    # Its constructor already holds the 1000 training sigmas; they are not an inference schedule.
+    with pytest.raises(ValueError, match=r"set_timesteps\(N\) first"):
+        sigmas_from_scheduler(scheduler)
+
+
+# --- sigmas_from_scheduler ---------------------------------------------------------------------
+
+
+def test_sigmas_from_scheduler_converts_and_appends_the_terminal_zero() -> None:
+    with_zero = SimpleNamespace(sigmas=torch.tensor([1.0, 0.5, 0.0], dtype=torch.float32))
+    out = sigmas_from_scheduler(with_zero)
+    assert out.dtype == torch.float64 and out.device.type == "cpu" and out.tolist() == [1.0, 0.5, 0.0]
+    assert sigmas_from_scheduler(SimpleNamespace(sigmas=[0.8, 0.3])).tolist() == [0.8, 0.3, 0.0]
+    np = pytest.importorskip("numpy")
+    assert sigmas_from_scheduler(SimpleNamespace(sigmas=np.array([1.0, 0.25]))).tolist() == [1.0, 0.25, 0.0]
+    # A scheduler-like object (has set_timesteps) that was set up is accepted.
+    ready = SimpleNamespace(sigmas=[1.0, 0.5, 0.0], num_inference_steps=2, set_timesteps=lambda n: None)
+    assert sigmas_from_scheduler(ready).tolist() == [1.0, 0.5, 0.0]
+    # The input tensor is not modified or aliased.
+    src = torch.tensor([1.0, 0.5], dtype=torch.float64)
+    out = sigmas_from_scheduler(SimpleNamespace(sigmas=src))
+    out[0] = 7.0
+    assert src.tolist() == [1.0, 0.5]
+
+
+@given(n=st.integers(1, 60), shift=st.floats(0.1, 20.0), terminal=st.booleans())
+def test_sigmas_from_scheduler_round_trips_valid_schedules(n: int, shift: float, terminal: bool) -> None:
+    sigmas = sd3_sigmas(n, shift=shift)
+    passed = sigmas if terminal else sigmas[:-1]
+    assert torch.equal(sigmas_from_scheduler(SimpleNamespace(sigmas=passed)), sigmas)
+
+
+@pytest.mark.parametrize(
+    ("scheduler", "error", "match"),
+    [
+        (SimpleNamespace(), ValueError, r"scheduler.sigmas is missing.*set_timesteps\(N\) first"),
+        (SimpleNamespace(sigmas=None), ValueError, "scheduler.sigmas is missing"),
+        (SimpleNamespace(sigmas=torch.empty(0)), ValueError, r"scheduler.sigmas is empty.*set_timesteps"),
+        (SimpleNamespace(sigmas=[]), ValueError, "scheduler.sigmas is empty"),
+        (
+            SimpleNamespace(sigmas=[1.0, 0.0], num_inference_steps=None, set_timesteps=lambda n: None),
+            ValueError,
+            r"num_inference_steps is None.*set_timesteps\(N\) first",
+        ),
+        (SimpleNamespace(sigmas=torch.ones(2, 3)), ValueError, r"scheduler.sigmas must be 1-D.*\(2, 3\)"),
+        (SimpleNamespace(sigmas=torch.tensor(0.5)), ValueError, "scheduler.sigmas must be 1-D"),
+        (SimpleNamespace(sigmas=[1.0, math.nan, 0.0]), ValueError, "scheduler.sigmas must be finite"),
+        (SimpleNamespace(sigmas=[1000.0, 500.0, 0.0]), ValueError, r"scheduler.sigmas must lie in \[0, 1\]"),
+        (SimpleNamespace(sigmas=[1.0, -0.1]), ValueError, r"must lie in \[0, 1\]"),
+        (SimpleNamespace(sigmas=[0.0, 0.5, 1.0]), ValueError, "scheduler.sigmas must be strictly decreasing"),
+        (SimpleNamespace(sigmas=[1.0, 0.5, 0.5, 0.0]), ValueError, r"sigmas\[2\] = 0.5 >= sigmas\[1\]"),
+        (SimpleNamespace(sigmas=[0.0]), ValueError, "at least one step"),
+        (SimpleNamespace(sigmas="abc"), TypeError, "scheduler.sigmas must be a tensor, array or sequence"),
+        (SimpleNamespace(sigmas=[[1.0], [0.5, 0.0]]), TypeError, "scheduler.sigmas must be a tensor"),
+    ],
+)
+def test_sigmas_from_scheduler_bad_input(scheduler, error, match) -> None:
+    with pytest.raises(error, match=match):
+        sigmas_from_scheduler(scheduler)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (lambda: sd3_sigmas(0), ValueError, "num_steps must be >= 1"),
+        (lambda: sd3_sigmas(10.0), TypeError, "num_steps must be an int"),
+        (lambda: sd3_sigmas(True), TypeError, "num_steps must be an int"),
+        (lambda: sd3_sigmas(10, shift=0.0), ValueError, "shift must be > 0"),
+        (lambda: sd3_sigmas(10, shift=-3.0), ValueError, "shift must be > 0"),
+        (lambda: sd3_sigmas(10, shift=math.nan), ValueError, "shift must be finite"),
+        (lambda: sd3_sigmas(10, shift="3"), TypeError, "shift must be a number"),
+        (lambda: sd3_sigmas(10, dtype=torch.int64), TypeError, "floating-point dtype"),
+    ],
+)
+def test_sd3_bad_input(call, error, match) -> None:
+    with pytest.raises(error, match=match):
+        call()

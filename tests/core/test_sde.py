@@ -10,10 +10,14 @@ from hypothesis import given, settings
 import rewardkit
 from rewardkit.core.sde import KINDS, sde_coefficients
 
+# These tests pin the formulas at the legacy default noise level (1.0, DyRef); the
+# FutureWarning that default now raises is tested in test_sde_config.py.
+pytestmark = pytest.mark.filterwarnings("ignore:.*noise_level not given:FutureWarning")
+
 QWEN = rewardkit.qwen_image_sigmas(10, 1024)
 FLUX2 = rewardkit.flux2_sigmas(10, 1024)
 
-# rl-math.md §2.5 sanity table (Flow-SDE, a = 1, 512², N = 10): i, σ_t, s, c_x, c_v.
+# Sanity table of the reference formulas (Flow-SDE, a = 1, 512², N = 10): i, σ_t, s, c_x, c_v.
 SANITY = [
     (QWEN, 1, 3.616, 1.007, 0.4546, -0.1162),
     (QWEN, 2, 2.394, 0.698, 0.7143, -0.1273),

@@ -129,9 +129,17 @@ def test_dar_bad_hyperparameters(kwargs, match) -> None:
 
 
 def test_dar_bad_tensors() -> None:
-    with pytest.raises(ValueError, match="difficulty contains 1 NaN"):
+    with pytest.raises(ValueError, match="similarity contains 1 NaN"):
         rewardkit.dar_weights(torch.tensor([0.1, math.nan]), torch.tensor([0, 0]))
     with pytest.raises(ValueError, match="group_ids has 3 entries"):
         rewardkit.dar_weights(torch.tensor([0.1, 0.2]), torch.tensor([0, 0, 0]))
     with pytest.raises(TypeError, match="integer tensor"):
         rewardkit.dar_weights(torch.tensor([0.1, 0.2]), torch.tensor([0.0, 0.0]))
+
+
+def test_dar_refuses_groups_of_one_unless_asked() -> None:
+    sim, groups = torch.tensor([0.1, 0.2, 0.7]), torch.tensor([0, 0, 1])
+    with pytest.raises(ValueError, match=r"single sample.*gather whole groups"):
+        rewardkit.dar_weights(sim, groups)
+    weights = rewardkit.dar_weights(sim, groups, allow_singleton_groups=True, w_min=0.0)
+    assert weights[0] == weights[1] and weights[2] < weights[0]  # the easier singleton weighs less

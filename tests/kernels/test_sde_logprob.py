@@ -8,6 +8,10 @@ import rewardkit
 from rewardkit.core.sde import _coefficient_tensor, _eager_log_prob, sde_coefficients
 from rewardkit.kernels import sde_logprob as K
 
+# These tests pin the formulas at the legacy default noise level (1.0, DyRef); the
+# FutureWarning that default now raises is tested in test_sde_config.py.
+pytestmark = pytest.mark.filterwarnings("ignore:.*noise_level not given:FutureWarning")
+
 INTERPRETER = K.HAS_TRITON and K.TRITON_INTERPRETED
 needs_interpreter = pytest.mark.skipif(
     not INTERPRETER,
