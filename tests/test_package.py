@@ -70,3 +70,17 @@ def test_lazy_names_resolve_on_first_use_and_are_listed() -> None:
         assert "no_such_name" in str(err)
     else:
         raise AssertionError("unknown names must raise AttributeError")
+
+
+def test_docs_cite_only_documents_that_ship() -> None:
+    root = Path(__file__).parents[1]
+    files = [
+        *root.joinpath("rewardkit").rglob("*.py"),
+        *root.joinpath("docs").rglob("*.md"),
+        root / "README.md",
+    ]
+    offenders = [str(f.relative_to(root)) for f in files if "rl-math" in f.read_text(encoding="utf-8")]
+    assert offenders == [], (
+        f"these cite rl-math.md, which is not part of the package or its docs: {offenders}"
+    )
+    assert "porting.md" in (root / "mkdocs.yml").read_text()
