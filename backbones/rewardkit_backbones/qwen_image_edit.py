@@ -235,16 +235,12 @@ class QwenImageEdit:
     """
 
     name = NAME
+    # DyRef's LoRA targets: attention projections, the MLP outputs and the modulation layers of
+    # both streams. The one list for this backbone: add_adapter() and both recipes use it.
     lora_target_modules: tuple[str, ...] = (
-        "to_q",
-        "to_k",
-        "to_v",
-        "to_out.0",
-        "add_q_proj",
-        "add_k_proj",
-        "add_v_proj",
-        "to_add_out",
-    )
+        "to_q", "to_k", "to_v", "add_q_proj", "add_k_proj", "add_v_proj", "to_out.0", "to_add_out",
+        "img_mlp.net.2", "img_mod.1", "txt_mlp.net.2", "txt_mod.1",
+    )  # fmt: skip
 
     def __init__(self, pipe: Any, options: QwenImageEditOptions) -> None:
         self.pipe = pipe
@@ -514,7 +510,7 @@ class QwenImageEdit:
     def add_adapter(
         self, *, rank: int, alpha: float | None = None, target_modules: Sequence[str] | None = None
     ) -> None:
-        """Attach a fresh LoRA adapter (rank r, scale α/r; default targets: the attention projections)."""
+        """Attach a fresh LoRA adapter (rank r, scale α/r; default: ``lora_target_modules``)."""
         targets = self.lora_target_modules if target_modules is None else tuple(target_modules)
         _common.add_lora(self.transformer, rank=rank, alpha=alpha, target_modules=targets)
 
@@ -649,6 +645,20 @@ def make_tiny_checkpoint(directory: Path, *, tokenizer: Any = None) -> Path:
     return directory
 
 
+#: DyRef's recipe settings for this backbone: SFT LoRA rank 32 for 6 epochs on Qwen-Image's
+#: timestep grid (μ = 0.8, terminal 0.02), GRPO LoRA rank 64; LoRA targets are the adapter's own.
+RECIPE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "sft": {
+        "model": {"lora_rank": 32},
+        "train": {"epochs": 6, "timestep_mu": 0.8, "timestep_shift_terminal": 0.02},
+    },
+    "grpo": {"model": {"lora_rank": 64}},
+}
+
 PLUGIN = BackbonePlugin(
-    name=NAME, load=load, make_tiny_checkpoint=make_tiny_checkpoint, options=QwenImageEditOptions
+    name=NAME,
+    load=load,
+    make_tiny_checkpoint=make_tiny_checkpoint,
+    options=QwenImageEditOptions,
+    recipe_defaults=RECIPE_DEFAULTS,
 )

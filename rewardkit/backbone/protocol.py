@@ -252,9 +252,14 @@ class BackbonePlugin:
         make_tiny_checkpoint: ``make_tiny_checkpoint(directory) -> Path`` writes a tiny
             random-weight checkpoint that ``load`` accepts (for tests and CPU demos).
         options: the adapter's typed options dataclass (documents what ``**options`` accepts).
+        recipe_defaults: per recipe (``"sft"``, ``"grpo"``), overrides of the recipe config's
+            dataclass defaults for this backbone, nested like the config (e.g.
+            ``{"grpo": {"model": {"lora_rank": 64}}}``). They sit between the dataclass defaults
+            and the user's YAML; the backbone, not the core, owns its tuning.
     """
 
     name: str
     load: Callable[..., Backbone]
     make_tiny_checkpoint: Callable[[Path], Path]
     options: type | None = None
+    recipe_defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)

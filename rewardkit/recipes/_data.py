@@ -4,7 +4,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -12,6 +11,7 @@ from rewardkit.backbone import Backbone, Condition
 from rewardkit.evaluation.benchmark import BenchInstance, Benchmark, load_benchmark
 from rewardkit.recipes.config import ConfigError, DataConfig
 from rewardkit.rewards import Reference, SampleContext
+from rewardkit.rewards._images import as_image
 
 __all__ = ["EncodedSplit", "Example", "load_example", "load_split", "pil_to_tensor"]
 
@@ -56,9 +56,8 @@ def _open_rgb(path: Path) -> Any:
 
 
 def pil_to_tensor(image: Any) -> Tensor:
-    """RGB PIL image → `(3, H, W)` float32 in [0, 1]."""
-    array = np.asarray(image, dtype=np.float32) / 255.0
-    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+    """RGB PIL image → `(3, H, W)` float32 in [0, 1] (the rewards' one image converter)."""
+    return as_image(image)
 
 
 def load_example(bench: Benchmark, position: int) -> Example:

@@ -1,6 +1,5 @@
 """Recipe metrics: the run logger, per-epoch averages, reward / tensor summaries and plots."""
 
-import contextlib
 import json
 import math
 import sys
@@ -49,9 +48,15 @@ class MetricLogger:
             yaml.safe_dump(dict(config), sort_keys=False), encoding="utf-8"
         )
         if tensorboard:
-            with contextlib.suppress(ImportError):
+            try:
                 from torch.utils.tensorboard import SummaryWriter
-
+            except ImportError:
+                print(
+                    "[rewardkit] log.tensorboard is on but tensorboard is not installed "
+                    "(pip install tensorboard); skipping TensorBoard",
+                    file=sys.stderr,
+                )
+            else:
                 self._tb = SummaryWriter(str(output_dir / "tensorboard"))
         if wandb:
             try:

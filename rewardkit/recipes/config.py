@@ -3,8 +3,8 @@ r"""Typed configs of the recipes: dataclasses, per-backbone defaults, YAML files
 A config is resolved in this order (later wins):
 
 1. the dataclass defaults below (DyRef's published settings);
-2. the per-backbone defaults in [`BACKBONE_DEFAULTS`][rewardkit.recipes.config.BACKBONE_DEFAULTS]
-   (LoRA rank and targets, SFT learning rate and timestep grid, ...), for ``model.backbone``;
+2. the defaults of the ``model.backbone`` plug-in (LoRA rank, SFT epochs and timestep grid, ...;
+   [`backbone_recipe_defaults`][rewardkit.recipes.config.backbone_recipe_defaults]);
 3. a YAML file (``--config run.yaml``), nested like the dataclasses;
 4. explicit flags (``--output-dir``, ``--epochs``, ...);
 5. ``--set section.key=value`` overrides, the value parsed as YAML (``--set train.group_size=8``,
@@ -20,6 +20,7 @@ read).
 import dataclasses
 import difflib
 import hashlib
+import importlib
 import json
 import types
 import typing
@@ -28,11 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
 
-from rewardkit.core.schedules import flux2_empirical_mu
-
 __all__ = [
-    "BACKBONE_DEFAULTS",
-    "QWEN_LORA_TARGETS",
     "AdvantageConfig",
     "ConfigError",
     "DARConfig",
@@ -49,6 +46,7 @@ __all__ = [
     "RolloutConfig",
     "SFTConfig",
     "SFTTrainConfig",
+    "backbone_recipe_defaults",
     "config_fingerprint",
     "config_to_dict",
     "deep_merge",
@@ -150,7 +148,8 @@ class LogConfig:
         keep: number of checkpoints kept (older ones are deleted).
         log_every: SFT: print the training loss every this many optimizer steps.
         progress: show tqdm progress bars (main process only).
-        tensorboard: also write TensorBoard events when ``tensorboard`` is installed.
+        tensorboard: also write TensorBoard events (opt-in; needs ``pip install tensorboard``,
+            a warning says so when it is missing).
         wandb: also log to Weights & Biases when ``wandb`` is installed (opt-in).
         wandb_project: W&B project name.
         plot: write the reward / loss curve PNG at the end (needs matplotlib).
@@ -163,7 +162,7 @@ class LogConfig:
     keep: int = 2
     log_every: int = 10
     progress: bool = True
-    tensorboard: bool = True
+    tensorboard: bool = False
     wandb: bool = False
     wandb_project: str = "rewardkit"
     plot: bool = True
@@ -336,27 +335,37 @@ class RolloutConfig:
 
 @dataclass
 class AdvantageConfig:
-    r"""How rewards become advantages (on the gathered batch).
+    r"""How rewards become advantages (on the gathered batch), and the policy loss.
 
     Attributes:
-        estimator: ``gdpo`` (per-reward group z-scores, weighted, whitened), ``grpo`` (group
-            z-score of the weighted sum) or ``baseline`` (seed 003: $A = r - b$ with $b$ a
-            moving average of the batch mean reward).
+        estimator: a registered advantage estimator
+            ([`list_advantages`][rewardkit.recipes.registry.list_advantages]): ``gdpo``
+            (per-reward group z-scores, weighted, whitened), ``grpo`` (group z-score of the
+            weighted sum), ``baseline`` (seed 003: $A = r - b$ with $b$ a moving average of the
+            batch mean reward), or one added with
+            [`register_advantage`][rewardkit.recipes.registry.register_advantage].
+        policy_loss: a registered policy loss
+            ([`list_policy_losses`][rewardkit.recipes.registry.list_policy_losses]): ``clipped``
+            (the PPO-style clipped surrogate).
         clip: advantage clip $c$ (applied in the loss).
         clip_range: PPO ratio clip $\epsilon$.
         std_floor: lower bound of every std.
         ddof: 0 (Flow-Factory) or 1 (NVlabs GDPO).
         global_std: ``grpo`` only: one batch std instead of per-group stds.
         baseline_decay: ``baseline`` only: $b \leftarrow d\,b + (1-d)\,\bar r$.
+        options: parameters of a custom estimator or policy loss (they read
+            ``config.options``); the built-ins ignore them.
     """
 
-    estimator: Literal["gdpo", "grpo", "baseline"] = "gdpo"
+    estimator: str = "gdpo"
+    policy_loss: str = "clipped"
     clip: float = 5.0
     clip_range: float = 1e-4
     std_floor: float = 1e-6
     ddof: int = 0
     global_std: bool = False
     baseline_decay: float = 0.9
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -388,14 +397,18 @@ class KLConfig:
 
     Attributes:
         beta: weight of the KL term (0 disables it and its extra forward).
-        type: ``v`` (Flow-Factory v-based), ``x`` (Flow-GRPO x-based) or ``gaussian`` (exact).
+        type: a registered KL form ([`list_kls`][rewardkit.recipes.registry.list_kls]): ``v``
+            (Flow-Factory v-based), ``x`` (Flow-GRPO x-based), ``gaussian`` (exact), or one
+            added with [`register_kl`][rewardkit.recipes.registry.register_kl].
         reference: ``rl_start`` (the policy when RL starts, e.g. the SFT adapter) or ``base``
             (the backbone without adapter).
+        options: parameters of a custom KL form (it reads ``config.options``).
     """
 
     beta: float = 0.04
-    type: Literal["v", "x", "gaussian"] = "v"
+    type: str = "v"
     reference: Literal["rl_start", "base"] = "rl_start"
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -511,6 +524,7 @@ class GRPOConfig:
             )
         if self.kl.beta < 0:
             raise ConfigError(f"kl.beta must be >= 0, got {self.kl.beta}")
+        _check_registered(self)
         if not 0.0 <= self.ema.decay < 1.0:
             raise ConfigError(f"ema.decay must be in [0, 1), got {self.ema.decay}")
         _positive("ema.update_interval", self.ema.update_interval)
@@ -520,42 +534,26 @@ class GRPOConfig:
 
 
 # ----------------------------------------------------------------------------------------------
-# per-backbone defaults
+# per-backbone defaults: owned by the plug-ins
 # ----------------------------------------------------------------------------------------------
 
-QWEN_LORA_TARGETS: tuple[str, ...] = (
-    "to_q", "to_k", "to_v", "add_q_proj", "add_k_proj", "add_v_proj", "to_out.0", "to_add_out",
-    "img_mlp.net.2", "img_mod.1", "txt_mlp.net.2", "txt_mod.1",
-)  # fmt: skip
-"""DyRef's LoRA targets for Qwen-Image-Edit-2511 (docs: Training, Configuration)."""
 
-BACKBONE_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
-    "sft": {
-        "qwen-image-edit-2511": {
-            "model": {"lora_rank": 32, "target_modules": list(QWEN_LORA_TARGETS)},
-            "train": {"epochs": 6, "timestep_mu": 0.8, "timestep_shift_terminal": 0.02},
-        },
-        "flux2-klein": {
-            "model": {"lora_rank": 32},
-            "train": {
-                "epochs": 5,
-                "timestep_mu": round(flux2_empirical_mu(1024, 50), 4),
-                "timestep_shift_terminal": None,
-            },
-        },
-    },
-    "grpo": {
-        "qwen-image-edit-2511": {"model": {"lora_rank": 64, "target_modules": list(QWEN_LORA_TARGETS)}},
-        "flux2-klein": {"model": {"lora_rank": 32}},
-    },
-}
-r"""Per-recipe, per-backbone overrides of the dataclass defaults (nested like the config).
+def backbone_recipe_defaults(recipe: str, backbone: str) -> Mapping[str, Any]:
+    """The backbone plug-in's overrides of ``recipe``'s dataclass defaults (empty if none).
 
-FLUX.2 [klein] keeps the adapter's own LoRA targets (DyRef's Qwen module names barely match its
-modules) and trains SFT on the grid of its 50-step sampling schedule at 512²
-($\mu$ = ``flux2_empirical_mu(1024, 50)`` ≈ 1.70) instead of DiffSynth's extrapolated
-$\mu \approx -3.51$, which puts most timesteps at very low noise (docs: Training, Configuration).
-"""
+    Read from [`BackbonePlugin.recipe_defaults`][rewardkit.backbone.BackbonePlugin], so a
+    third-party backbone ships its own tuning and the core holds none.
+
+    Raises:
+        ConfigError: ``backbone`` is not an installed backbone.
+    """
+    from rewardkit.backbone.registry import get_plugin
+
+    try:
+        plugin = get_plugin(backbone)
+    except (KeyError, ValueError, TypeError) as err:
+        raise ConfigError(f"model.backbone: {err}") from err
+    return plugin.recipe_defaults.get(recipe, {})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -566,6 +564,29 @@ $\mu \approx -3.51$, which puts most timesteps at very low noise (docs: Training
 def _positive(name: str, value: int) -> None:
     if value < 1:
         raise ConfigError(f"{name} must be >= 1, got {value}")
+
+
+def _check_registered(config: "GRPOConfig") -> None:
+    """The advantage estimator, policy loss and KL form name registered functions.
+
+    The ``extra_imports`` are imported first: they may register them.
+    """
+    from rewardkit.recipes import registry  # it imports this module for the config types
+
+    for module in config.extra_imports:
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise ConfigError(f"extra_imports: cannot import {module!r}: {err}") from err
+    for key, name, table in (
+        ("advantage.estimator", config.advantage.estimator, registry.ADVANTAGES),
+        ("advantage.policy_loss", config.advantage.policy_loss, registry.POLICY_LOSSES),
+        ("kl.type", config.kl.type, registry.KLS),
+    ):
+        try:
+            table.get(name)
+        except ValueError as err:
+            raise ConfigError(f"{key}: {err}") from None
 
 
 def _common_checks(model: ModelConfig, data: DataConfig, optim: OptimConfig, log: LogConfig) -> None:
@@ -786,7 +807,7 @@ def load_config(
     backbone = model.get("backbone") if isinstance(model, Mapping) else None
     if backbone is None:
         backbone = ModelConfig.backbone
-    merged = deep_merge(BACKBONE_DEFAULTS[recipe].get(str(backbone), {}), raw)
+    merged = deep_merge(dict(backbone_recipe_defaults(recipe, str(backbone))), raw)
     defaults = config_to_dict(cls())
     config = _build(cls, deep_merge(defaults, merged))
     validate = getattr(config, "validate", None)

@@ -8,12 +8,14 @@ One epoch (docs: Training, *What one GRPO epoch does*; the whole loop is :func:`
    spread over processes does not change them.
 2. **Rewards** per process, pointwise (DRS lives in the similarity reward's options).
 3. **Advantages and DAR weights** on the rewards gathered from every process, ordered by
-   sample id (whole groups): ``gdpo_advantages`` (default),
-   ``group_advantages`` of the weighted sum, or seed 003's moving-average baseline.
+   sample id (whole groups), with the registered estimator named by ``advantage.estimator``
+   (:mod:`rewardkit.recipes.registry`): ``gdpo_advantages`` (default), ``group_advantages``
+   of the weighted sum, seed 003's moving-average baseline, or a custom one.
 4. **A single pass** over the rollouts in ``gradient_step_per_epoch`` equal chunks; per
-   micro-batch and trained step the fused log-prob, the clipped loss weighted by DAR, and
-   optionally $\beta\,\mathrm{KL}$ against the policy at RL start; gradients averaged over
-   processes, clipped, one AdamW step per chunk.
+   micro-batch and trained step the fused log-prob, the policy loss (``advantage.policy_loss``,
+   by default the clipped one) weighted by DAR, and optionally $\beta\,\mathrm{KL}$ (the
+   ``kl.type`` form) against the policy at RL start; gradients averaged over processes,
+   clipped, one AdamW step per chunk.
 5. **EMA** of the adapter every ``ema.update_interval`` epochs, then metrics, periodic
    evaluation of the EMA policy and a checkpoint.
 
@@ -36,10 +38,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from rewardkit.backbone import Backbone, Trajectory, rollout, step_log_prob
-from rewardkit.core.advantages import gdpo_advantages, group_advantages
-from rewardkit.core.baseline import BaselineState, baseline_advantages
-from rewardkit.core.kl import kl_gaussian, kl_v_based, kl_x_based
-from rewardkit.core.loss import clipped_policy_loss
+from rewardkit.core.baseline import BaselineState
 from rewardkit.core.schedules import sde_window
 from rewardkit.core.sde import sde_coefficients
 from rewardkit.core.weighting import dar_weights
@@ -47,6 +46,15 @@ from rewardkit.recipes import _common as rc
 from rewardkit.recipes._data import EncodedSplit
 from rewardkit.recipes._metrics import MetricLogger, Stats, plot_history, reward_metrics, tensor_metrics
 from rewardkit.recipes.config import ConfigError, GRPOConfig, config_fingerprint
+from rewardkit.recipes.registry import (
+    AdvantageInputs,
+    KLForm,
+    KLInputs,
+    PolicyLossInputs,
+    get_advantage,
+    get_kl,
+    get_policy_loss,
+)
 from rewardkit.rewards import RewardSet
 from rewardkit.training import (
     EMAState,
@@ -115,21 +123,17 @@ def advantages_and_weights(
         groups: `(N,)` group id of every sample.
         difficulty: `(N,)` DAR difficulty signal (raw similarity).
         baseline: moving-average baseline state (``baseline`` estimator only).
+
+    Raises:
+        ValueError: unknown estimator, or one that returns other than `(N,)` advantages.
     """
     a = config.advantage
-    if a.estimator == "gdpo":
-        adv = gdpo_advantages(rewards, groups, weights, std_floor=a.std_floor, ddof=a.ddof)
-    else:
-        if bool(torch.isnan(rewards).any()):
-            raise ValueError(
-                f"advantage.estimator={a.estimator!r} needs every reward defined for every sample, "
-                "but some are NaN (e.g. a style reward without a style reference); use 'gdpo'"
-            )
-        total = rewards @ weights
-        if a.estimator == "grpo":
-            adv = group_advantages(total, groups, std_floor=a.std_floor, ddof=a.ddof, global_std=a.global_std)
-        else:
-            adv, baseline = baseline_advantages(total, baseline, decay=a.baseline_decay)
+    adv, baseline = get_advantage(a.estimator)(AdvantageInputs(rewards, weights, groups, baseline), a)
+    if not isinstance(adv, Tensor) or adv.shape != groups.shape:
+        raise ValueError(
+            f"advantage estimator {a.estimator!r} must return ({len(groups)},) advantages, got "
+            f"{tuple(adv.shape) if isinstance(adv, Tensor) else type(adv).__name__}"
+        )
     d = config.dar
     loss_weights = (
         dar_weights(
@@ -157,10 +161,8 @@ def _reference_velocity(
         return step_log_prob(backbone, traj, step, samples=rows).velocity
 
 
-def _kl(
-    config: GRPOConfig, traj: Trajectory, step: int, rows: Tensor, velocity: Tensor, ref_v: Tensor
-) -> Tensor:
-    """`(B,)` KL of the trained step against the reference policy (docs: The math, KL regularisers)."""
+def _kl_inputs(traj: Trajectory, step: int, rows: Tensor, velocity: Tensor, ref_v: Tensor) -> KLInputs:
+    """What a KL form needs at the trained step (docs: The math, KL regularisers)."""
     sigmas = traj.sigmas
     coef = sde_coefficients(
         float(sigmas[step]),
@@ -171,15 +173,8 @@ def _kl(
     )
     noise_std = float(coef.std)
     sigma_t = noise_std / math.sqrt(float(sigmas[step] - sigmas[step + 1]))  # σ_t without sqrt(|dt|)
-    if config.kl.type == "v":
-        return kl_v_based(velocity, ref_v, sigma_t)
     x = traj.latents[rows, traj.position(step)].to(velocity.device)
-    mean, ref_mean = coef.c_x * x + coef.c_v * velocity, coef.c_x * x + coef.c_v * ref_v
-    return (
-        kl_x_based(mean, ref_mean, sigma_t)
-        if config.kl.type == "x"
-        else kl_gaussian(mean, ref_mean, noise_std)
-    )
+    return KLInputs(velocity, ref_v, x, coef, sigma_t)
 
 
 @torch.no_grad()
@@ -225,6 +220,8 @@ def train(config: GRPOConfig, *, resume: str | None = None) -> GRPOResult:
     params = backbone.adapter_parameters()
     named = [(str(i), p) for i, p in enumerate(params)]
     use_kl = config.kl.beta > 0
+    policy_loss = get_policy_loss(a.policy_loss)
+    kl_form: KLForm | None = get_kl(config.kl.type) if use_kl else None
     # The KL reference: the adapter at RL start (e.g. the SFT one), or None for the bare base model
     # (which is also the RL start when the adapter is fresh).
     start_adapter = config.kl.reference == "rl_start" and config.model.adapter is not None
@@ -345,16 +342,17 @@ def train(config: GRPOConfig, *, resume: str | None = None) -> GRPOResult:
                         )
                         new = step_log_prob(backbone, traj, i, samples=rows, backend=r.backend)
                         dev = new.log_prob.device
-                        loss, ps = clipped_policy_loss(
-                            new.log_prob,
-                            traj.log_probs[rows, k].to(dev),
-                            adv[pos].to(dev),
-                            clip_range=a.clip_range,
-                            adv_clip=a.clip,
-                            weights=loss_w[pos].to(dev),
+                        loss, ps = policy_loss(
+                            PolicyLossInputs(
+                                new.log_prob,
+                                traj.log_probs[rows, k].to(dev),
+                                adv[pos].to(dev),
+                                loss_w[pos].to(dev),
+                            ),
+                            a,
                         )
-                        if ref_v is not None:
-                            kl = _kl(config, traj, i, rows, new.velocity, ref_v).mean()
+                        if ref_v is not None and kl_form is not None:
+                            kl = kl_form(_kl_inputs(traj, i, rows, new.velocity, ref_v), config.kl).mean()
                             loss = loss + config.kl.beta * kl
                             stats.add(kl=kl.detach())
                         # Mean over the chunk's samples, summed over trained steps (as the reference).

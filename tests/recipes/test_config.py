@@ -5,7 +5,6 @@ from pathlib import Path
 import pytest
 
 from rewardkit.recipes.config import (
-    QWEN_LORA_TARGETS,
     ConfigError,
     GRPOConfig,
     SFTConfig,
@@ -25,7 +24,7 @@ def grpo(*overrides: str, **values: dict) -> GRPOConfig:
 def test_reference_defaults_and_per_backbone_defaults() -> None:
     qwen = grpo()
     assert qwen.model.backbone == "qwen-image-edit-2511" and qwen.model.lora_rank == 64
-    assert tuple(qwen.model.target_modules or ()) == QWEN_LORA_TARGETS
+    assert qwen.model.target_modules is None  # the backbone's own list: one source of truth
     assert (qwen.train.group_size, qwen.train.prompts_per_epoch, qwen.train.gradient_step_per_epoch) == (
         24,
         24,
@@ -125,3 +124,23 @@ def test_missing_yaml_file_and_non_mapping(tmp_path: Path) -> None:
     bad.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="must hold a mapping"):
         load_config(GRPOConfig, recipe="grpo", path=bad)
+
+
+def test_recipe_defaults_come_from_the_backbone_plug_in(monkeypatch) -> None:
+    import dataclasses
+
+    from rewardkit_backbones.qwen_image_edit import PLUGIN, QwenImageEdit
+
+    from rewardkit.backbone import registry
+
+    assert grpo().model.lora_rank == PLUGIN.recipe_defaults["grpo"]["model"]["lora_rank"]
+    patched = dataclasses.replace(PLUGIN, recipe_defaults={"grpo": {"model": {"lora_rank": 7}}})
+    monkeypatch.setattr(registry, "get_plugin", lambda name: patched)
+    assert grpo().model.lora_rank == 7
+    # the recipes and backbone.add_adapter() use the plug-in's one target list
+    assert len(QwenImageEdit.lora_target_modules) == 12 and "img_mod.1" in QwenImageEdit.lora_target_modules
+
+
+def test_unknown_backbone_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"model\.backbone"):
+        grpo(model={"path": "ckpt", "backbone": "no-such-model"})

@@ -85,3 +85,18 @@ def test_plot_history_skips_nan_points_and_writes_a_png(tmp_path) -> None:
     history = [{"epoch": 1, "r": 0.1}, {"epoch": 2, "r": math.nan}, {"epoch": 3, "r": 0.3}]
     path = plot_history(history, ["r", "missing"], tmp_path / "curve.png", x="epoch", title="t")
     assert path is not None and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_requested_logger_that_is_missing_is_reported(tmp_path, capsys, monkeypatch) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_tensorboard(name, *args, **kwargs):
+        if name.startswith("torch.utils.tensorboard"):
+            raise ImportError("No module named 'tensorboard'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorboard)
+    MetricLogger(tmp_path, enabled=True, tensorboard=True, wandb=False, project="p", config={}, name="grpo")
+    assert "tensorboard is not installed" in capsys.readouterr().err
