@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
 
+from rewardkit.core.sde import Backend, Kind
+
 __all__ = [
     "AdvantageConfig",
     "ConfigError",
@@ -323,14 +325,14 @@ class RolloutConfig:
     """
 
     num_steps: int = 10
-    kind: Literal["flow_sde", "dance_sde", "cps", "ode"] = "flow_sde"
+    kind: Kind = "flow_sde"
     noise_level: float = 1.0
     train_steps: list[int] | None = field(default_factory=lambda: [1, 2, 3])
     num_train_steps: int = 1
     guidance_scale: float = 1.0
     negative_prompt: str | None = None
     micro_batch: int | None = None
-    backend: Literal["auto", "triton", "cpu_fused", "compiled", "eager"] = "auto"
+    backend: Backend = "auto"
 
 
 @dataclass
