@@ -1,38 +1,49 @@
-"""A small OpenAI-compatible chat-completions client on the standard library.
+"""An OpenAI-compatible chat-completions client for MLLM judges, on the ``openai`` SDK.
 
-What it adds over a bare ``urllib`` call, for scoring thousands of images with an MLLM judge:
+The transport is one ``openai.OpenAI`` client per [`ChatClient`][rewardkit.ChatClient],
+created on the first request and shared by every thread, so its HTTP connection pool keeps
+connections alive across requests (no TCP/TLS handshake per image). The SDK's own retries are
+off (``max_retries=0``): rewardkit keeps a single retry policy of its own. What it adds, for
+scoring thousands of images with an MLLM judge:
 
-* **retries** with exponential backoff and jitter on HTTP 429 / 5xx, timeouts, dropped
-  connections and empty answers (``Retry-After`` is honoured, capped at ``backoff_max``);
+* **retries** with exponential backoff and jitter on HTTP 408 / 409 / 429 / 5xx, timeouts,
+  dropped connections and empty or malformed answers (``Retry-After`` and ``retry-after-ms``
+  are honoured, capped at ``backoff_max``);
 * a **concurrency limit** shared by every thread using the client;
 * a per-attempt **timeout**;
 * an **on-disk cache** keyed by the SHA-256 of the request body (model, messages, sampling
   parameters), so rerunning an evaluation does not pay twice;
+* per-slot failures in ``complete_many`` (a failed request does not sink the batch);
 * the **API key is never logged** nor shown in ``repr`` or error messages.
+
+The ``openai`` package (``pip install 'rewardkit[rewards]'``) is imported on the first request
+that is not a cache hit, never when ``rewardkit`` is imported.
 
 Base URL, key and model come from the arguments or from the environment:
 ``REWARDKIT_JUDGE_BASE_URL`` / ``OPENAI_BASE_URL``, ``REWARDKIT_JUDGE_API_KEY`` /
 ``OPENAI_API_KEY`` and ``REWARDKIT_JUDGE_MODEL``.
 """
 
+import email.utils
 import hashlib
-import http.client
 import json
 import logging
+import math
 import os
 import random
-import socket
 import tempfile
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeAlias
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+if TYPE_CHECKING:  # the SDK itself is imported on the first request
+    from openai import OpenAI
 
 __all__ = [
     "ChatClient",
@@ -53,6 +64,10 @@ _ENV_BASE_URL = ("REWARDKIT_JUDGE_BASE_URL", "OPENAI_BASE_URL")
 _ENV_API_KEY = ("REWARDKIT_JUDGE_API_KEY", "OPENAI_API_KEY")
 _ENV_MODEL = ("REWARDKIT_JUDGE_MODEL",)
 _LOOPBACK = ("localhost", "127.0.0.1", "::1")
+#: Statuses worth another attempt: request timeout, conflict (lock), rate limit, server errors.
+_RETRY_STATUSES = frozenset({408, 409, 429})
+_NO_KEY = "no-key"  # placeholder for the SDK's constructor; the Authorization header is omitted
+_INSTALL_HINT = "pip install 'rewardkit[rewards]'"
 
 
 class JudgeError(RuntimeError):
@@ -102,10 +117,11 @@ class ChatClientConfig:
         api_key: bearer token (env ``REWARDKIT_JUDGE_API_KEY``, then ``OPENAI_API_KEY``);
             ``None`` sends no ``Authorization`` header (local servers). Never logged.
         timeout: seconds per attempt (connect and each read).
-        max_retries: retries after the first attempt (so ``max_retries + 1`` attempts).
+        max_retries: retries after the first attempt (so ``max_retries + 1`` attempts); the
+            SDK's own retries are off, this is the only retry policy.
         backoff: base delay in seconds; attempt $a$ waits about
             $\min(b_{\max}, b\,2^{a})$ times a jitter factor in [0.5, 1].
-        backoff_max: cap of a single delay (also caps ``Retry-After``).
+        backoff_max: cap of a single delay (also caps ``Retry-After`` / ``retry-after-ms``).
         max_concurrency: requests in flight at once, across all threads using the client.
         cache_dir: directory of the response cache; ``None`` disables it.
         temperature: sampling temperature (0 for reproducible judging; OmniRef's script
@@ -180,6 +196,52 @@ def _content_text(content: object) -> str | None:
     return None
 
 
+def _import_openai() -> ModuleType:
+    """The ``openai`` module, or an ImportError that says how to install it."""
+    try:
+        import openai
+    except ImportError as err:
+        raise ImportError(
+            "the judge client sends its requests with the openai SDK, which is not installed: "
+            f"{_INSTALL_HINT} (or pip install 'openai>=1.40')"
+        ) from err
+    return openai
+
+
+def _retry_after(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds asked for by ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
+    if not headers:
+        return None
+    seconds: float | None = None
+    millis = headers.get("retry-after-ms")
+    if millis is not None:
+        try:
+            seconds = float(millis) / 1000.0
+        except ValueError:
+            seconds = None
+    value = headers.get("retry-after")
+    if seconds is None and value is not None:
+        try:
+            seconds = float(value)
+        except ValueError:
+            try:
+                when = email.utils.parsedate_to_datetime(value)
+            except (TypeError, ValueError, IndexError):
+                return None
+            seconds = when.timestamp() - time.time()
+    if seconds is None or not math.isfinite(seconds):
+        return None
+    return max(seconds, 0.0)
+
+
+def _reason(err: BaseException) -> str:
+    """A short description of a transport error: the underlying exception if there is one."""
+    cause = err.__cause__
+    if cause is not None and str(cause):
+        return f"{type(cause).__name__}: {cause}"
+    return f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+
+
 class ChatClient:
     """OpenAI-compatible ``/chat/completions`` client with retries, cache and a concurrency cap.
 
@@ -218,10 +280,11 @@ class ChatClient:
         self._rng = random.Random()
         self.requests_sent = 0
         self.cache_hits = 0
-        handlers: list[urllib.request.BaseHandler] = []
-        if parsed.hostname in _LOOPBACK:  # never route loopback traffic through an env proxy
-            handlers.append(urllib.request.ProxyHandler({}))
-        self._opener = urllib.request.build_opener(*handlers)
+        self._loopback = parsed.hostname in _LOOPBACK
+        # One SDK client (and so one connection pool) per ChatClient, made on the first request.
+        self._sdk_client: OpenAI | None = None
+        self._sdk_pid = 0  # a forked child must not share its parent's sockets
+        self._sdk_lock = threading.Lock()
 
     def __repr__(self) -> str:
         key = "set" if self._api_key else "none"
@@ -230,6 +293,13 @@ class ChatClient:
             f"timeout={self.config.timeout}, max_retries={self.config.max_retries}, "
             f"max_concurrency={self.config.max_concurrency}, cache_dir={self.config.cache_dir!r})"
         )
+
+    def close(self) -> None:
+        """Close the pooled connections (a later request opens new ones)."""
+        with self._sdk_lock:
+            sdk, self._sdk_client = self._sdk_client, None
+        if sdk is not None:
+            sdk.close()
 
     # ------------------------------------------------------------------ request / cache
 
@@ -296,37 +366,51 @@ class ChatClient:
 
     # ------------------------------------------------------------------ HTTP
 
-    def _attempt(self, payload: bytes) -> str:
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if self._api_key:
-            headers["Authorization"] = f"Bearer {self._api_key}"
-        request = urllib.request.Request(self.endpoint, data=payload, headers=headers, method="POST")
+    def _sdk(self) -> "OpenAI":
+        """The shared ``openai.OpenAI`` client, created once (thread-safe) on the first request."""
+        sdk = self._sdk_client
+        if sdk is not None and self._sdk_pid == os.getpid():
+            return sdk
+        with self._sdk_lock:
+            if self._sdk_client is None or self._sdk_pid != os.getpid():
+                openai = _import_openai()
+                self._sdk_client = openai.OpenAI(
+                    base_url=self.config.base_url,
+                    api_key=self._api_key or _NO_KEY,
+                    max_retries=0,  # rewardkit's loop in complete() is the only retry policy
+                    timeout=self.config.timeout,
+                    # never route loopback traffic through a proxy from the environment
+                    http_client=openai.DefaultHttpxClient(trust_env=False) if self._loopback else None,
+                )
+                self._sdk_pid = os.getpid()
+            return self._sdk_client
+
+    def _attempt(self, body: Mapping[str, Any]) -> str:
+        sdk = self._sdk()
+        openai = _import_openai()  # already loaded by _sdk(): a dictionary lookup
+        # no key: send no Authorization header at all (local servers)
+        headers: dict[str, Any] = {} if self._api_key else {"Authorization": openai.Omit()}
         try:
-            with self._gate, self._opener.open(request, timeout=self.config.timeout) as response:
-                raw = response.read()
-        except urllib.error.HTTPError as err:
-            status = err.code
-            detail = err.read(300).decode("utf-8", "replace") if err.fp is not None else ""
-            if status == 429 or status >= 500:
-                retry_after = err.headers.get("Retry-After") if err.headers else None
-                seconds: float | None = None
-                if retry_after is not None:
-                    try:
-                        seconds = float(retry_after)
-                    except ValueError:
-                        seconds = None
+            with self._gate:
+                raw = sdk.post("/chat/completions", body=body, cast_to=bytes, options={"headers": headers})
+        except openai.APIStatusError as err:
+            status = err.status_code
+            if status in _RETRY_STATUSES or status >= 500:
+                seconds = _retry_after(err.response.headers)
                 raise _RetryableError(f"HTTP {status}", retry_after=seconds, status=status) from err
+            try:
+                detail = err.response.text[:300]
+            except Exception:  # the body could not be read or decoded
+                detail = ""
             raise JudgeHTTPError(
                 f"judge request to {self.endpoint} failed: HTTP {status}: {detail}", status
             ) from err
-        except TimeoutError as err:
+        except openai.APITimeoutError as err:
             raise _RetryableError("timeout", timeout=True) from err
-        except urllib.error.URLError as err:
-            if isinstance(err.reason, TimeoutError | socket.timeout):
-                raise _RetryableError("timeout", timeout=True) from err
-            raise _RetryableError(f"connection error: {err.reason}") from err
-        except (ConnectionError, http.client.HTTPException) as err:
-            raise _RetryableError(f"connection error: {type(err).__name__}") from err
+        except openai.APIConnectionError as err:
+            raise _RetryableError(f"connection error: {_reason(err)}") from err
+        except openai.APIResponseValidationError as err:
+            raise _RetryableError("malformed response (not an OpenAI chat completion)") from err
         try:
             data = json.loads(raw)
             message = data["choices"][0]["message"]
@@ -355,9 +439,11 @@ class ChatClient:
             The [`ChatResult`][rewardkit.ChatResult].
 
         Raises:
-            JudgeHTTPError: a non-retryable status (4xx other than 429), or 429/5xx on every attempt.
+            JudgeHTTPError: a non-retryable status (4xx other than 408/409/429), or a retryable
+                one on every attempt.
             JudgeTimeoutError: every attempt timed out.
             JudgeError: other persistent failures (connection, malformed or empty answers).
+            ImportError: the ``openai`` SDK is not installed (``pip install 'rewardkit[rewards]'``).
         """
         body = self.request_body(messages, **params)
         key = self.cache_key(body)
@@ -367,14 +453,13 @@ class ChatClient:
                 with self._lock:
                     self.cache_hits += 1
                 return ChatResult(hit, cached=True, attempts=0)
-        payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
         last: _RetryableError | None = None
         attempts = self.config.max_retries + 1
         for attempt in range(attempts):
             with self._lock:
                 self.requests_sent += 1
             try:
-                content = self._attempt(payload)
+                content = self._attempt(body)
             except _RetryableError as err:
                 last = err
                 if attempt + 1 < attempts:

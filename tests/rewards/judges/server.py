@@ -2,7 +2,9 @@
 
 The server runs ``http.server.ThreadingHTTPServer`` in a thread on ``127.0.0.1`` with an
 ephemeral port. A *responder* decides each answer from the request body and the request
-count, so tests can script canned, malformed, slow and failing (429/5xx) answers.
+count, so tests can script canned, malformed, slow and failing (429/5xx) answers. With
+``keep_alive=True`` it speaks HTTP/1.1 and keeps connections open, and ``connections`` counts
+the TCP connections it accepted (to check that the client reuses them).
 """
 
 import json
@@ -11,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -43,18 +46,31 @@ Responder = Callable[[dict[str, Any], int], Reply]
 
 
 class JudgeServer:
-    """Loopback server; ``requests`` holds every received body, ``headers`` every header set."""
+    """Loopback server; ``requests`` holds every received body, ``headers`` every header set.
 
-    def __init__(self, responder: Responder) -> None:
+    Header sets are ``email.message.Message`` objects: lookups ignore case, as HTTP does
+    (``headers[0]["Authorization"]`` finds ``authorization: Bearer ...``).
+    """
+
+    def __init__(self, responder: Responder, *, keep_alive: bool = False) -> None:
         self.responder = responder
+        self.connections = 0
         self.requests: list[dict[str, Any]] = []
-        self.headers: list[dict[str, str]] = []
+        self.headers: list[Message] = []
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
+            disable_nagle_algorithm = True  # else kept-alive replies wait ~40 ms for a delayed ACK
+
+            def setup(self) -> None:  # once per accepted TCP connection
+                super().setup()
+                with server._lock:
+                    server.connections += 1
+
             def log_message(self, *args: Any) -> None:  # keep test output clean
                 pass
 
@@ -63,7 +79,7 @@ class JudgeServer:
                 body = json.loads(self.rfile.read(length) or b"{}")
                 with server._lock:
                     server.requests.append(body)
-                    server.headers.append(dict(self.headers))
+                    server.headers.append(self.headers)
                     count = len(server.requests)
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
@@ -100,9 +116,9 @@ class JudgeServer:
 
 
 @contextmanager
-def serve(responder: Responder) -> Iterator[JudgeServer]:
+def serve(responder: Responder, *, keep_alive: bool = False) -> Iterator[JudgeServer]:
     """Run a JudgeServer for the duration of the ``with`` block."""
-    server = JudgeServer(responder)
+    server = JudgeServer(responder, keep_alive=keep_alive)
     server.thread.start()
     try:
         yield server

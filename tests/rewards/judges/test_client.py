@@ -41,7 +41,7 @@ def test_list_content_parts_are_joined() -> None:
         assert client(server).complete(MESSAGES).content == "ab"
 
 
-@pytest.mark.parametrize("status", [429, 500, 502, 503])
+@pytest.mark.parametrize("status", [408, 409, 429, 500, 502, 503])
 def test_retries_on_429_and_5xx_then_succeeds(status) -> None:
     def responder(body, n):
         return Reply(status, {"error": "busy"}, {"Retry-After": "0"}) if n <= 2 else chat("ok")
