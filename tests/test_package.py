@@ -41,9 +41,10 @@ def test_py_typed_marker_ships() -> None:
 
 
 def test_core_import_pulls_no_heavy_frameworks() -> None:
+    # pydantic too: the recipes' configs need it, it is in an extra, not in the core dependencies
     code = (
         "import sys, rewardkit; heavy = [m for m in ('diffusers', 'transformers', 'peft', 'accelerate',"
-        " 'open_clip', 'torchvision') if m in sys.modules]; print(','.join(heavy))"
+        " 'open_clip', 'torchvision', 'pydantic') if m in sys.modules]; print(','.join(heavy))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import torch
+from pydantic import BaseModel
 from torch import Tensor
 
 from rewardkit.backbone import Backbone, load_backbone
@@ -49,7 +50,7 @@ __all__ = [
     "write_debug",
 ]
 
-C = TypeVar("C")
+C = TypeVar("C", bound=BaseModel)
 
 
 # ----------------------------------------------------------------------------------------------

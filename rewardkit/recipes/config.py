@@ -1,35 +1,47 @@
-r"""Typed configs of the recipes: dataclasses, per-backbone defaults, YAML files and CLI overrides.
+r"""The schema of the recipe configs: pydantic models, their ranges and the relations between fields.
 
-A config is resolved in this order (later wins):
+[`SFTConfig`][rewardkit.recipes.config.SFTConfig] and
+[`GRPOConfig`][rewardkit.recipes.config.GRPOConfig] are pydantic models (the ``backbones``
+extra installs pydantic; the core does not need it). Unknown keys are refused, numbers are
+range-checked (and must be finite where a finite number is meant), and each model's
+validators check the relations between its fields. ``rewardkit config-schema sft|grpo`` prints
+the JSON Schema, for editor completion of the YAML files.
 
-1. the dataclass defaults below (DyRef's published settings);
-2. the defaults of the ``model.backbone`` plug-in (LoRA rank, SFT epochs and timestep grid, ...;
-   [`backbone_recipe_defaults`][rewardkit.recipes.config.backbone_recipe_defaults]);
-3. a YAML file (``--config run.yaml``), nested like the dataclasses;
-4. explicit flags (``--output-dir``, ``--epochs``, ...);
-5. ``--set section.key=value`` overrides, the value parsed as YAML (``--set train.group_size=8``,
-   ``--set rollout.train_steps=[1,2]``, ``--set optim.lr=1e-4``).
-
-Every value is checked against its field's type, unknown keys are rejected with the valid ones
-(and a close match) listed, and each config's ``validate()`` checks the ranges and the relations
-between fields. Problems raise [`ConfigError`][rewardkit.recipes.config.ConfigError], whose
-message names the key. YAML support needs PyYAML (imported only when a file or an override is
-read).
+Resolving a config from the defaults, the backbone's defaults, a YAML file, flags and ``--set``
+overrides, and reporting all its problems at once, is
+[`rewardkit.recipes.config_loading`][rewardkit.recipes.config_loading]'s job; its
+[`load_config`][rewardkit.recipes.config_loading.load_config],
+[`ConfigError`][rewardkit.recipes.config_loading.ConfigError],
+[`config_to_dict`][rewardkit.recipes.config_loading.config_to_dict] and
+[`config_fingerprint`][rewardkit.recipes.config_loading.config_fingerprint] are importable from
+here too.
 """
 
-import dataclasses
-import difflib
-import hashlib
-import importlib
-import json
-import types
-import typing
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal, TypeVar, Union
+import inspect
+import re
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
 
 from rewardkit.core.sde import Backend, Kind
+from rewardkit.recipes.config_loading import (
+    ConfigError,
+    backbone_recipe_defaults,
+    config_fingerprint,
+    config_to_dict,
+    deep_merge,
+    load_config,
+)
 
 __all__ = [
     "AdvantageConfig",
@@ -55,11 +67,53 @@ __all__ = [
     "load_config",
 ]
 
-C = TypeVar("C")
+_ATTRIBUTE = re.compile(r"^(\w+):\s*(.*)$")
+
+#: An Adam beta.
+_Beta = Annotated[float, Field(ge=0.0, lt=1.0)]
 
 
-class ConfigError(ValueError):
-    """An invalid configuration: unknown key, wrong type, out-of-range or inconsistent values."""
+def _attribute_docs(schema: dict[str, Any], cls: type) -> None:
+    """The JSON Schema's descriptions: the docstring's summary, and its ``Attributes:`` lines per field."""
+    doc = inspect.cleandoc(cls.__doc__ or "")
+    summary, _, attributes = doc.partition("\nAttributes:\n")
+    schema["description"] = summary.strip()
+    described: dict[str, list[str]] = {}
+    name = None
+    for line in attributes.splitlines():
+        if not line.strip():
+            continue
+        if not line.startswith(" "):
+            break  # the next docstring section
+        match = _ATTRIBUTE.match(line.strip())
+        if match is not None and len(line) - len(line.lstrip()) == 4:
+            name = match[1]
+            described[name] = [match[2]]
+        elif name is not None:
+            described[name].append(line.strip())
+    for key, prop in schema.get("properties", {}).items():
+        if key in described:
+            prop["description"] = " ".join(described[key])
+
+
+class _Section(BaseModel):
+    """Shared model settings: unknown keys refused, assignments validated, no NaN or inf."""
+
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, allow_inf_nan=False, json_schema_extra=_attribute_docs
+    )
+
+
+def _check(problems: list[str]) -> None:
+    """Raise the problems of a cross-field check (``key: message``, keys relative to the model)."""
+    if problems:
+        raise ConfigError(*problems)
+
+
+def _needs_negative(scale: float, negative: str | None) -> list[str]:
+    if scale > 1.0 and negative is None:
+        return [f"guidance_scale: {scale} > 1 needs a negative_prompt (e.g. '')"]
+    return []
 
 
 # ----------------------------------------------------------------------------------------------
@@ -67,8 +121,7 @@ class ConfigError(ValueError):
 # ----------------------------------------------------------------------------------------------
 
 
-@dataclass
-class ModelConfig:
+class ModelConfig(_Section):
     """The backbone and its LoRA adapter.
 
     Attributes:
@@ -86,16 +139,15 @@ class ModelConfig:
 
     backbone: str = "qwen-image-edit-2511"
     path: str = ""
-    options: dict[str, Any] = field(default_factory=dict)
-    lora_rank: int = 32
+    options: dict[str, Any] = Field(default_factory=dict)
+    lora_rank: PositiveInt = 32
     lora_alpha: float | None = None
     target_modules: list[str] | None = None
     adapter: str | None = None
     gradient_checkpointing: bool = False
 
 
-@dataclass
-class DataConfig:
+class DataConfig(_Section):
     """OmniRef-Bench-format data (``metadata.json`` with prompts, references and targets).
 
     Attributes:
@@ -111,15 +163,20 @@ class DataConfig:
 
     train: str = ""
     eval: str | None = None
-    limit: int | None = None
-    eval_limit: int | None = 16
-    height: int | None = None
-    width: int | None = None
+    limit: PositiveInt | None = None
+    eval_limit: PositiveInt | None = 16
+    height: PositiveInt | None = None
+    width: PositiveInt | None = None
     cache: bool = False
 
+    @model_validator(mode="after")
+    def _both_sizes_or_neither(self) -> Self:
+        if (self.height is None) != (self.width is None):
+            raise ConfigError("height: set both height and width, or neither")
+        return self
 
-@dataclass
-class OptimConfig:
+
+class OptimConfig(_Section):
     """AdamW on the LoRA parameters, constant learning rate after an optional linear warm-up.
 
     Attributes:
@@ -131,16 +188,15 @@ class OptimConfig:
         warmup_steps: linear warm-up over this many optimizer steps (0: none).
     """
 
-    lr: float = 3e-4
-    weight_decay: float = 1e-4
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    max_grad_norm: float = 1.0
-    warmup_steps: int = 0
+    lr: PositiveFloat = 3e-4
+    weight_decay: NonNegativeFloat = 1e-4
+    betas: tuple[_Beta, _Beta] = (0.9, 0.999)
+    eps: PositiveFloat = 1e-8
+    max_grad_norm: NonNegativeFloat = 1.0
+    warmup_steps: NonNegativeInt = 0
 
 
-@dataclass
-class LogConfig:
+class LogConfig(_Section):
     """Outputs, checkpoints and metrics.
 
     Attributes:
@@ -160,9 +216,9 @@ class LogConfig:
     """
 
     output_dir: str = "runs/rewardkit"
-    save_every: int = 1
-    keep: int = 2
-    log_every: int = 10
+    save_every: PositiveInt = 1
+    keep: PositiveInt = 2
+    log_every: PositiveInt = 10
     progress: bool = True
     tensorboard: bool = False
     wandb: bool = False
@@ -176,8 +232,7 @@ class LogConfig:
 # ----------------------------------------------------------------------------------------------
 
 
-@dataclass
-class SFTTrainConfig:
+class SFTTrainConfig(_Section):
     r"""Stage I: flow-matching loss on (prompt, references) → target pairs (docs: Training, Configuration).
 
     Attributes:
@@ -198,22 +253,29 @@ class SFTTrainConfig:
             proportional cost.
     """
 
-    epochs: int = 6
-    batch_size: int = 1
-    gradient_accumulation_steps: int = 1
+    epochs: PositiveInt = 6
+    batch_size: PositiveInt = 1
+    gradient_accumulation_steps: PositiveInt = 1
     seed: int = 0
     timestep_mu: float = 0.8
-    timestep_shift_terminal: float | None = 0.02
-    num_train_timesteps: int = 1000
-    min_boundary: float = 0.0
-    max_boundary: float = 1.0
+    timestep_shift_terminal: Annotated[float, Field(gt=0.0, lt=1.0)] | None = 0.02
+    num_train_timesteps: PositiveInt = 1000
+    min_boundary: float = Field(default=0.0, ge=0.0, le=1.0)
+    max_boundary: float = Field(default=1.0, ge=0.0, le=1.0)
     weighting: Literal["bell", "uniform"] = "bell"
-    eval_timesteps: int = 4
-    timesteps_per_instance: int = 1
+    eval_timesteps: PositiveInt = 4
+    timesteps_per_instance: PositiveInt = 1
+
+    @model_validator(mode="after")
+    def _boundaries_in_order(self) -> Self:
+        if self.min_boundary >= self.max_boundary:
+            raise ConfigError(
+                f"min_boundary: must be below max_boundary, got {self.min_boundary} >= {self.max_boundary}"
+            )
+        return self
 
 
-@dataclass
-class SFTConfig:
+class SFTConfig(_Section):
     """Everything ``rewardkit sft`` reads.
 
     Attributes:
@@ -225,30 +287,12 @@ class SFTConfig:
         extra_imports: modules imported first (e.g. to register custom rewards or backbones).
     """
 
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-4, weight_decay=0.01))
-    train: SFTTrainConfig = field(default_factory=SFTTrainConfig)
-    log: LogConfig = field(default_factory=lambda: LogConfig(output_dir="runs/sft", save_every=500))
-    extra_imports: list[str] = field(default_factory=list)
-
-    def validate(self) -> None:
-        """Check ranges and relations; raise [`ConfigError`][rewardkit.recipes.config.ConfigError]."""
-        _common_checks(self.model, self.data, self.optim, self.log)
-        t = self.train
-        for name in ("epochs", "batch_size", "gradient_accumulation_steps", "num_train_timesteps"):
-            _positive(f"train.{name}", getattr(t, name))
-        _positive("train.eval_timesteps", t.eval_timesteps)
-        _positive("train.timesteps_per_instance", t.timesteps_per_instance)
-        if not 0.0 <= t.min_boundary < t.max_boundary <= 1.0:
-            raise ConfigError(
-                "need 0 <= train.min_boundary < train.max_boundary <= 1, got "
-                f"{t.min_boundary}, {t.max_boundary}"
-            )
-        if t.timestep_shift_terminal is not None and not 0.0 < t.timestep_shift_terminal < 1.0:
-            raise ConfigError(
-                f"train.timestep_shift_terminal must be in (0, 1), got {t.timestep_shift_terminal}"
-            )
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    optim: OptimConfig = Field(default_factory=lambda: OptimConfig(lr=1e-4, weight_decay=0.01))
+    train: SFTTrainConfig = Field(default_factory=SFTTrainConfig)
+    log: LogConfig = Field(default_factory=lambda: LogConfig(output_dir="runs/sft", save_every=500))
+    extra_imports: list[str] = Field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -256,8 +300,7 @@ class SFTConfig:
 # ----------------------------------------------------------------------------------------------
 
 
-@dataclass
-class RewardSpec:
+class RewardSpec(_Section):
     """One reward of the reward set.
 
     Attributes:
@@ -270,24 +313,33 @@ class RewardSpec:
     reward: str = "siglip_similarity"
     name: str = ""
     weight: float = 1.0
-    options: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)
 
 
 def _dyref_rewards() -> list[RewardSpec]:
     """DyRef's reward set: SigLIP2 ``flat`` similarity with DRS (1.0) and CSD style (0.8)."""
     return [
         RewardSpec(
-            "siglip_similarity",
-            "image_similarity",
-            1.0,
-            {"pretrained": "google/siglip2-base-patch16-384", "mode": "flat", "drs": True, "tau": 0.65},
+            reward="siglip_similarity",
+            name="image_similarity",
+            weight=1.0,
+            options={
+                "pretrained": "google/siglip2-base-patch16-384",
+                "mode": "flat",
+                "drs": True,
+                "tau": 0.65,
+            },
         ),
-        RewardSpec("csd_score", "csd_score", 0.8, {"weights": "CSD-ViT-L/pytorch_model.bin"}),
+        RewardSpec(
+            reward="csd_score",
+            name="csd_score",
+            weight=0.8,
+            options={"weights": "CSD-ViT-L/pytorch_model.bin"},
+        ),
     ]
 
 
-@dataclass
-class GRPOTrainConfig:
+class GRPOTrainConfig(_Section):
     """The per-epoch schedule (docs: Training, *What one GRPO epoch does*).
 
     Attributes:
@@ -300,16 +352,15 @@ class GRPOTrainConfig:
         seed: seed of the data order, rollout noise and SDE window.
     """
 
-    epochs: int = 30
-    prompts_per_epoch: int = 24
-    group_size: int = 24
-    gradient_step_per_epoch: int = 2
-    per_device_batch_size: int = 1
+    epochs: PositiveInt = 30
+    prompts_per_epoch: PositiveInt = 24
+    group_size: PositiveInt = 24
+    gradient_step_per_epoch: PositiveInt = 2
+    per_device_batch_size: PositiveInt = 1
     seed: int = 42
 
 
-@dataclass
-class RolloutConfig:
+class RolloutConfig(_Section):
     """Sampling with the SDE window (docs: SDE sampling and the fused log-prob).
 
     Attributes:
@@ -324,19 +375,28 @@ class RolloutConfig:
         backend: log-prob backend (``auto`` = fused; ``eager`` for comparison).
     """
 
-    num_steps: int = 10
+    num_steps: PositiveInt = 10
     kind: Kind = "flow_sde"
     noise_level: float = 1.0
-    train_steps: list[int] | None = field(default_factory=lambda: [1, 2, 3])
-    num_train_steps: int = 1
+    train_steps: list[NonNegativeInt] | None = Field(default_factory=lambda: [1, 2, 3])
+    num_train_steps: PositiveInt = 1
     guidance_scale: float = 1.0
     negative_prompt: str | None = None
-    micro_batch: int | None = None
+    micro_batch: PositiveInt | None = None
     backend: Backend = "auto"
 
+    @model_validator(mode="after")
+    def _window_and_guidance(self) -> Self:
+        problems = _needs_negative(self.guidance_scale, self.negative_prompt)
+        if self.train_steps is not None and any(i >= self.num_steps for i in self.train_steps):
+            problems.append(f"train_steps: must lie in 0 … {self.num_steps - 1}, got {self.train_steps}")
+        if self.train_steps is None and self.num_steps < 2:
+            problems.append(f"num_steps: must be >= 2 when train_steps is null, got {self.num_steps}")
+        _check(problems)
+        return self
 
-@dataclass
-class AdvantageConfig:
+
+class AdvantageConfig(_Section):
     r"""How rewards become advantages (on the gathered batch), and the policy loss.
 
     Attributes:
@@ -361,17 +421,16 @@ class AdvantageConfig:
 
     estimator: str = "gdpo"
     policy_loss: str = "clipped"
-    clip: float = 5.0
-    clip_range: float = 1e-4
+    clip: PositiveFloat = 5.0
+    clip_range: float = Field(default=1e-4, gt=0.0, lt=1.0)
     std_floor: float = 1e-6
-    ddof: int = 0
+    ddof: NonNegativeInt = 0
     global_std: bool = False
-    baseline_decay: float = 0.9
-    options: dict[str, Any] = field(default_factory=dict)
+    baseline_decay: float = Field(default=0.9, ge=0.0, lt=1.0)
+    options: dict[str, Any] = Field(default_factory=dict)
 
 
-@dataclass
-class DARConfig:
+class DARConfig(_Section):
     """Difficulty-aware reweighting of the loss (docs: The math, DAR).
 
     Attributes:
@@ -379,22 +438,27 @@ class DARConfig:
         reward: reward column whose ``sim_raw`` extra (else its score) is the difficulty.
         gamma: focusing exponent.
         w_min: lower weight bound.
-        w_max: upper weight bound.
+        w_max: upper weight bound (``.inf`` in YAML: none).
         eps: floor.
         reclip: clip again after normalising to mean 1.
     """
 
     enabled: bool = True
     reward: str = "image_similarity"
-    gamma: float = 2.0
-    w_min: float = 0.5
-    w_max: float = 5.0
-    eps: float = 1e-6
+    gamma: NonNegativeFloat = 2.0
+    w_min: NonNegativeFloat = 0.5
+    w_max: float = Field(default=5.0, ge=0.0, allow_inf_nan=True)  # inf: no upper bound; NaN fails ge
+    eps: PositiveFloat = 1e-6
     reclip: bool = True
 
+    @model_validator(mode="after")
+    def _bounds_in_order(self) -> Self:
+        if self.w_min > self.w_max:
+            raise ConfigError(f"w_min: must be <= w_max, got {self.w_min} > {self.w_max}")
+        return self
 
-@dataclass
-class KLConfig:
+
+class KLConfig(_Section):
     """KL regulariser against a reference policy (docs: The math, KL regularisers).
 
     Attributes:
@@ -407,14 +471,13 @@ class KLConfig:
         options: parameters of a custom KL form (it reads ``config.options``).
     """
 
-    beta: float = 0.04
+    beta: NonNegativeFloat = 0.04
     type: str = "v"
     reference: Literal["rl_start", "base"] = "rl_start"
-    options: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)
 
 
-@dataclass
-class EMAConfig:
+class EMAConfig(_Section):
     """EMA of the adapter weights, used for evaluation and export.
 
     Attributes:
@@ -424,12 +487,11 @@ class EMAConfig:
     """
 
     enabled: bool = True
-    decay: float = 0.9
-    update_interval: int = 4
+    decay: float = Field(default=0.9, ge=0.0, lt=1.0)
+    update_interval: PositiveInt = 4
 
 
-@dataclass
-class EvalConfig:
+class EvalConfig(_Section):
     """Periodic evaluation of the EMA policy on ``data.eval`` (deterministic ODE sampling).
 
     Attributes:
@@ -440,15 +502,19 @@ class EvalConfig:
         seed: noise seed.
     """
 
-    every: int = 10
-    num_steps: int = 20
+    every: NonNegativeInt = 10
+    num_steps: PositiveInt = 20
     guidance_scale: float = 4.0
     negative_prompt: str | None = ""
     seed: int = 1
 
+    @model_validator(mode="after")
+    def _guidance(self) -> Self:
+        _check(_needs_negative(self.guidance_scale, self.negative_prompt))
+        return self
 
-@dataclass
-class GRPOConfig:
+
+class GRPOConfig(_Section):
     """Everything ``rewardkit grpo`` reads.
 
     Attributes:
@@ -467,375 +533,41 @@ class GRPOConfig:
         extra_imports: modules imported first (e.g. to register custom rewards or backbones).
     """
 
-    model: ModelConfig = field(default_factory=lambda: ModelConfig(lora_rank=64))
-    data: DataConfig = field(default_factory=DataConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    train: GRPOTrainConfig = field(default_factory=GRPOTrainConfig)
-    rollout: RolloutConfig = field(default_factory=RolloutConfig)
-    rewards: list[RewardSpec] = field(default_factory=_dyref_rewards)
-    advantage: AdvantageConfig = field(default_factory=AdvantageConfig)
-    dar: DARConfig = field(default_factory=DARConfig)
-    kl: KLConfig = field(default_factory=KLConfig)
-    ema: EMAConfig = field(default_factory=EMAConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    log: LogConfig = field(default_factory=lambda: LogConfig(output_dir="runs/grpo"))
-    extra_imports: list[str] = field(default_factory=list)
+    model: ModelConfig = Field(default_factory=lambda: ModelConfig(lora_rank=64))
+    data: DataConfig = Field(default_factory=DataConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    train: GRPOTrainConfig = Field(default_factory=GRPOTrainConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    rewards: list[RewardSpec] = Field(default_factory=_dyref_rewards, min_length=1)
+    advantage: AdvantageConfig = Field(default_factory=AdvantageConfig)
+    dar: DARConfig = Field(default_factory=DARConfig)
+    kl: KLConfig = Field(default_factory=KLConfig)
+    ema: EMAConfig = Field(default_factory=EMAConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    log: LogConfig = Field(default_factory=lambda: LogConfig(output_dir="runs/grpo"))
+    extra_imports: list[str] = Field(default_factory=list)
 
-    def validate(self) -> None:
-        """Check ranges and relations; raise [`ConfigError`][rewardkit.recipes.config.ConfigError]."""
-        _common_checks(self.model, self.data, self.optim, self.log)
-        t, r = self.train, self.rollout
-        for name in ("epochs", "prompts_per_epoch", "gradient_step_per_epoch", "per_device_batch_size"):
-            _positive(f"train.{name}", getattr(t, name))
-        if t.group_size < 2 and self.advantage.estimator != "baseline":
-            raise ConfigError(
-                f"train.group_size must be >= 2 for group-relative advantages, got {t.group_size}"
-            )
-        _positive("rollout.num_steps", r.num_steps)
-        _positive("rollout.num_train_steps", r.num_train_steps)
-        if r.train_steps is not None and any(not 0 <= i < r.num_steps for i in r.train_steps):
-            raise ConfigError(f"rollout.train_steps must lie in 0 … {r.num_steps - 1}, got {r.train_steps}")
-        if r.train_steps is None and r.num_steps < 2:
-            raise ConfigError("rollout.num_steps must be >= 2 when rollout.train_steps is null")
-        for section, scale, negative in (
-            ("rollout", r.guidance_scale, r.negative_prompt),
-            ("eval", self.eval.guidance_scale, self.eval.negative_prompt),
-        ):
-            if scale > 1.0 and negative is None:
-                raise ConfigError(
-                    f"{section}.guidance_scale={scale} > 1 needs {section}.negative_prompt (e.g. '')"
-                )
-        if not self.rewards:
-            raise ConfigError("rewards is empty; list at least one reward")
-        names = [spec.name or spec.reward for spec in self.rewards]
+    @field_validator("rewards")
+    @classmethod
+    def _unique_names(cls, rewards: list[RewardSpec]) -> list[RewardSpec]:
+        names = [spec.name or spec.reward for spec in rewards]
         if len(set(names)) != len(names):
-            raise ConfigError(f"reward names must be unique, got {names}")
+            raise ValueError(f"reward names must be unique, got {names}")
+        return rewards
+
+    @model_validator(mode="after")
+    def _sections_agree(self) -> Self:
+        problems = []
+        if self.train.group_size < 2 and self.advantage.estimator != "baseline":
+            problems.append(
+                f"train.group_size: must be >= 2 for group-relative advantages (advantage.estimator "
+                f"{self.advantage.estimator!r}), got {self.train.group_size}"
+            )
+        names = [spec.name or spec.reward for spec in self.rewards]
         if self.dar.enabled and self.dar.reward not in names:
-            raise ConfigError(
-                f"dar.reward={self.dar.reward!r} is not a reward column {names}; name the similarity "
+            problems.append(
+                f"dar.reward: {self.dar.reward!r} is not a reward column {names}; name the similarity "
                 "reward accordingly, set dar.reward, or set dar.enabled=false"
             )
-        if self.advantage.clip <= 0 or not 0 < self.advantage.clip_range < 1:
-            raise ConfigError(
-                "need advantage.clip > 0 and 0 < advantage.clip_range < 1, got "
-                f"{self.advantage.clip} and {self.advantage.clip_range}"
-            )
-        if not 0.0 <= self.advantage.baseline_decay < 1.0:
-            raise ConfigError(
-                f"advantage.baseline_decay must be in [0, 1), got {self.advantage.baseline_decay}"
-            )
-        if self.kl.beta < 0:
-            raise ConfigError(f"kl.beta must be >= 0, got {self.kl.beta}")
-        _check_registered(self)
-        if not 0.0 <= self.ema.decay < 1.0:
-            raise ConfigError(f"ema.decay must be in [0, 1), got {self.ema.decay}")
-        _positive("ema.update_interval", self.ema.update_interval)
-        if self.eval.every < 0:
-            raise ConfigError(f"eval.every must be >= 0, got {self.eval.every}")
-        _positive("eval.num_steps", self.eval.num_steps)
-
-
-# ----------------------------------------------------------------------------------------------
-# per-backbone defaults: owned by the plug-ins
-# ----------------------------------------------------------------------------------------------
-
-
-def backbone_recipe_defaults(recipe: str, backbone: str) -> Mapping[str, Any]:
-    """The backbone plug-in's overrides of ``recipe``'s dataclass defaults (empty if none).
-
-    Read from [`BackbonePlugin.recipe_defaults`][rewardkit.backbone.BackbonePlugin], so a
-    third-party backbone ships its own tuning and the core holds none.
-
-    Raises:
-        ConfigError: ``backbone`` is not an installed backbone.
-    """
-    from rewardkit.backbone.registry import get_plugin
-
-    try:
-        plugin = get_plugin(backbone)
-    except (KeyError, ValueError, TypeError) as err:
-        raise ConfigError(f"model.backbone: {err}") from err
-    return plugin.recipe_defaults.get(recipe, {})
-
-
-# ----------------------------------------------------------------------------------------------
-# checks
-# ----------------------------------------------------------------------------------------------
-
-
-def _positive(name: str, value: int) -> None:
-    if value < 1:
-        raise ConfigError(f"{name} must be >= 1, got {value}")
-
-
-def _check_registered(config: "GRPOConfig") -> None:
-    """The advantage estimator, policy loss and KL form name registered functions.
-
-    The ``extra_imports`` are imported first: they may register them.
-    """
-    from rewardkit.recipes import registry  # it imports this module for the config types
-
-    for module in config.extra_imports:
-        try:
-            importlib.import_module(module)
-        except ImportError as err:
-            raise ConfigError(f"extra_imports: cannot import {module!r}: {err}") from err
-    for key, name, table in (
-        ("advantage.estimator", config.advantage.estimator, registry.ADVANTAGES),
-        ("advantage.policy_loss", config.advantage.policy_loss, registry.POLICY_LOSSES),
-        ("kl.type", config.kl.type, registry.KLS),
-    ):
-        try:
-            table.get(name)
-        except ValueError as err:
-            raise ConfigError(f"{key}: {err}") from None
-
-
-def _common_checks(model: ModelConfig, data: DataConfig, optim: OptimConfig, log: LogConfig) -> None:
-    if not model.path:
-        raise ConfigError(
-            "model.path is required: a local diffusers checkpoint directory or a hub id (for a tiny "
-            'offline one: python -c "import rewardkit; '
-            "rewardkit.make_tiny_checkpoint('flux2-klein', 'tiny')\")"
-        )
-    if not data.train:
-        raise ConfigError("data.train is required: an OmniRef-Bench-format metadata.json")
-    _positive("model.lora_rank", model.lora_rank)
-    if optim.lr <= 0 or optim.eps <= 0 or optim.weight_decay < 0 or optim.max_grad_norm < 0:
-        raise ConfigError(
-            "need optim.lr > 0, optim.eps > 0, optim.weight_decay >= 0 and optim.max_grad_norm >= 0, "
-            f"got {optim}"
-        )
-    if not all(0.0 <= b < 1.0 for b in optim.betas):
-        raise ConfigError(f"optim.betas must lie in [0, 1), got {optim.betas}")
-    if optim.warmup_steps < 0:
-        raise ConfigError(f"optim.warmup_steps must be >= 0, got {optim.warmup_steps}")
-    _positive("log.save_every", log.save_every)
-    _positive("log.keep", log.keep)
-    _positive("log.log_every", log.log_every)
-    for name in ("limit", "eval_limit", "height", "width"):
-        value = getattr(data, name)
-        if value is not None:
-            _positive(f"data.{name}", value)
-    if (data.height is None) != (data.width is None):
-        raise ConfigError("set both data.height and data.width, or neither")
-
-
-# ----------------------------------------------------------------------------------------------
-# building a dataclass from nested dicts, with type checks
-# ----------------------------------------------------------------------------------------------
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _convert(value: Any, tp: Any, where: str) -> Any:
-    """``value`` checked (and minimally coerced) against the annotation ``tp``."""
-    origin = typing.get_origin(tp)
-    if tp is Any:
-        return value
-    if origin in (Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _convert(value, arg, where)
-            except ConfigError as err:
-                errors.append(str(err))
-        raise ConfigError(
-            errors[0] if len(errors) == 1 else f"{where}: {value!r} does not fit {_type_name(tp)}"
-        )
-    if origin is Literal:
-        choices = typing.get_args(tp)
-        if value not in choices:
-            raise ConfigError(f"{where}: must be one of {list(choices)}, got {value!r}")
-        return value
-    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            return value
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: expected a mapping of {tp.__name__} fields, got {value!r}")
-        return _build(tp, value, where)
-    if origin in (list, tuple):
-        if isinstance(value, str) or not isinstance(value, Sequence):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        args = typing.get_args(tp)
-        if origin is tuple:
-            if len(value) != len(args):
-                raise ConfigError(f"{where}: expected {len(args)} values, got {list(value)!r}")
-            return tuple(
-                _convert(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True))
-            )
-        return [_convert(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return dict(value)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int | str):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        try:
-            return int(value)
-        except ValueError:
-            raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
-    if tp is float:
-        # PyYAML reads 1e-4 (no dot) as a string; accept numeric strings.
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        try:
-            return float(value)
-        except ValueError:
-            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
-        return value
-    raise ConfigError(f"{where}: unsupported field type {_type_name(tp)}")  # pragma: no cover
-
-
-def _build(cls: type[C], data: Mapping[str, Any], where: str = "") -> C:
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-    unknown = [k for k in data if k not in names]
-    if unknown:
-        key = unknown[0]
-        close = difflib.get_close_matches(str(key), names, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        section = f"under {where!r}" if where else "at the top level"
-        raise ConfigError(
-            f"unknown key {f'{where}.{key}' if where else key!r}{hint}; valid keys {section}: {names}"
-        )
-    kwargs = {k: _convert(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
-    return cls(**kwargs)
-
-
-def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    """``update`` merged into a copy of ``base``: nested mappings merge, other values replace.
-
-    Example:
-        >>> deep_merge({"train": {"epochs": 6, "seed": 0}}, {"train": {"epochs": 2}})
-        {'train': {'epochs': 2, 'seed': 0}}
-    """
-    out = dict(base)
-    for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = deep_merge(dict(out[key]), value)
-        else:
-            out[key] = value
-    return out
-
-
-def _parse_override(text: str) -> dict[str, Any]:
-    """``"a.b=value"`` → ``{"a": {"b": yaml(value)}}``."""
-    import yaml
-
-    key, sep, raw = text.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"override {text!r} must look like section.key=value (e.g. train.group_size=8)")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as err:
-        raise ConfigError(f"override {text!r}: the value is not valid YAML ({err})") from err
-    nested: dict[str, Any] = {}
-    parts = key.strip().split(".")
-    cursor = nested
-    for part in parts[:-1]:
-        cursor = cursor.setdefault(part, {})
-    cursor[parts[-1]] = value
-    return nested
-
-
-def _read_yaml(path: str | Path) -> dict[str, Any]:
-    import yaml
-
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"config file {str(file)!r} does not exist")
-    try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{file} is not valid YAML: {err}") from err
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{file} must hold a mapping of config sections, got {type(data).__name__}")
-    return data
-
-
-def load_config(
-    cls: type[C],
-    *,
-    recipe: Literal["sft", "grpo"],
-    path: str | Path | None = None,
-    values: Mapping[str, Any] | None = None,
-    overrides: Sequence[str] = (),
-) -> C:
-    """Resolve a recipe config: defaults ← backbone defaults ← YAML ← ``values`` ← overrides.
-
-    Args:
-        cls: [`SFTConfig`][rewardkit.recipes.config.SFTConfig] or
-            [`GRPOConfig`][rewardkit.recipes.config.GRPOConfig].
-        recipe: ``"sft"`` or ``"grpo"`` (selects the per-backbone defaults).
-        path: optional YAML file.
-        values: nested values from explicit flags (e.g. ``{"log": {"output_dir": "runs/a"}}``).
-        overrides: ``section.key=value`` strings (values parsed as YAML).
-
-    Returns:
-        The validated config.
-
-    Raises:
-        ConfigError: unknown key, wrong type, invalid value.
-
-    Example:
-        >>> cfg = load_config(GRPOConfig, recipe="grpo", values={"model": {"backbone": "flux2-klein",
-        ...     "path": "tiny"}, "data": {"train": "m.json"}}, overrides=["train.group_size=8"])
-        >>> cfg.train.group_size, cfg.model.lora_rank
-        (8, 32)
-    """
-    raw: dict[str, Any] = _read_yaml(path) if path is not None else {}
-    raw = deep_merge(raw, values or {})
-    for text in overrides:
-        raw = deep_merge(raw, _parse_override(text))
-    model = raw.get("model", {})
-    backbone = model.get("backbone") if isinstance(model, Mapping) else None
-    if backbone is None:
-        backbone = ModelConfig.backbone
-    merged = deep_merge(dict(backbone_recipe_defaults(recipe, str(backbone))), raw)
-    defaults = config_to_dict(cls())
-    config = _build(cls, deep_merge(defaults, merged))
-    validate = getattr(config, "validate", None)
-    if validate is not None:
-        validate()
-    return config
-
-
-def config_to_dict(config: Any) -> dict[str, Any]:
-    """The config as plain nested dicts and lists (YAML/JSON-ready)."""
-    out: dict[str, Any] = json.loads(json.dumps(dataclasses.asdict(config)))
-    return out
-
-
-def config_fingerprint(config: Any, *, ignore: Sequence[str] = ()) -> str:
-    """SHA-256 (16 hex digits) of the config, without the dotted keys in ``ignore``.
-
-    Used to refuse resuming a checkpoint written with a different configuration.
-    """
-    data = config_to_dict(config)
-    for dotted in ignore:
-        parts = dotted.split(".")
-        cursor: Any = data
-        for part in parts[:-1]:
-            cursor = cursor.get(part, {}) if isinstance(cursor, dict) else {}
-        if isinstance(cursor, dict):
-            cursor.pop(parts[-1], None)
-    text = json.dumps(data, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+        _check(problems)
+        return self

@@ -30,7 +30,7 @@ import itertools
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -227,7 +227,7 @@ def train(config: GRPOConfig, *, resume: str | None = None) -> GRPOResult:
     start_adapter = config.kl.reference == "rl_start" and config.model.adapter is not None
     reference = [p.detach().clone() for p in params] if use_kl and start_adapter else None
     optimizer, scheduler = rc.make_optimizer(params, config.optim)
-    rewards = RewardSet.from_specs([{**asdict(s), "name": s.name or s.reward} for s in config.rewards])
+    rewards = RewardSet.from_specs([{**s.model_dump(), "name": s.name or s.reward} for s in config.rewards])
     d = config.data
     train_split = EncodedSplit.load(backbone, d, d.train, d.limit, negative_prompt=r.negative_prompt)
     eval_split = None
