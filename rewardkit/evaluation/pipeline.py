@@ -31,7 +31,7 @@ import torch
 from numpy.typing import NDArray
 
 from rewardkit.evaluation._images import load_rgb, to_tensor
-from rewardkit.evaluation.benchmark import METRICS, BenchInstance, Benchmark, load_benchmark, load_keypoints
+from rewardkit.evaluation.benchmark import METRICS, BenchInstance, Benchmark, load_benchmark
 from rewardkit.evaluation.cases import (
     CaseScore,
     CaseSet,
@@ -46,20 +46,8 @@ from rewardkit.evaluation.contact_sheet import contact_sheet
 from rewardkit.evaluation.fidelity import DIVERSITY_SIZE, PSNR_MAX_DB, collapse_warnings
 from rewardkit.evaluation.fidelity_scorer import FidelityScorer
 from rewardkit.evaluation.generation import GenerationItem, GenerationSettings, find_images, generate_images
-from rewardkit.evaluation.lighting import lighting_consistency
-from rewardkit.evaluation.metrics import (
-    CROP_PADDING,
-    STAND_INS,
-    CachedEncoder,
-    EncoderSpec,
-    background_consistency,
-    load_eval_encoder,
-    pose_caption,
-    style_consistency,
-    subject_consistency,
-)
-from rewardkit.evaluation.pose import pose_consistency
-from rewardkit.evaluation.providers import load_provider
+from rewardkit.evaluation.metric_registry import MetricContext, Resources, get_metric, list_metrics
+from rewardkit.evaluation.metrics import CROP_PADDING, STAND_INS, EncoderSpec
 from rewardkit.evaluation.report import MLLM_DIMENSIONS, InstanceScores, summarize, write_summary
 from rewardkit.rewards.encoders import ImageEncoder
 
@@ -233,9 +221,10 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         metrics = tuple(self.metrics)
-        unknown = [m for m in metrics if m not in ALL_METRICS]
+        known = (*ALL_METRICS, *(m for m in list_metrics() if m not in ALL_METRICS))
+        unknown = [m for m in metrics if m not in known]
         if unknown or not metrics:
-            raise ValueError(f"metrics must be a non-empty subset of {ALL_METRICS}, got {list(metrics)}")
+            raise ValueError(f"metrics must be a non-empty subset of {known}, got {list(metrics)}")
         object.__setattr__(self, "metrics", metrics)
         if self.limit is not None and (isinstance(self.limit, bool) or self.limit < 1):
             raise ValueError(f"limit must be None or an int >= 1, got {self.limit!r}")
@@ -378,138 +367,52 @@ def _is_stand_in(encoder: EncoderLike) -> bool:
 
 
 class _ObjectiveScorer:
-    """Loads each model once and scores one image of one instance."""
+    """Scores one image of one instance with the registered metrics that ``config.metrics`` selects.
+
+    The shared models are loaded once, before the first image (see
+    [`metric_registry`][rewardkit.evaluation.metric_registry]).
+    """
 
     def __init__(self, bench: Benchmark, config: EvalConfig) -> None:
         self.bench = bench
         self.config = config
-        self.metrics = set(config.metrics) & set(METRICS)
-        self.faithful = config.faithful
-        built: dict[str, CachedEncoder] = {}
-
-        def encoder(spec: EncoderLike) -> CachedEncoder:
-            key = _describe(spec) if isinstance(spec, EncoderSpec | str) else f"id:{id(spec)}"
-            if key not in built:
-                options = {"device": config.device} if isinstance(spec, EncoderSpec | str) else {}
-                built[key] = CachedEncoder(load_eval_encoder(spec, **options))
-            return built[key]
-
-        self.clip = self.dino = self.background = self.style = None
-        if "subject" in self.metrics:
-            self.clip, self.dino = encoder(config.clip), encoder(config.dino)
-        if "background" in self.metrics:
-            self.background = encoder(config.background if config.background is not None else config.clip)
-        if "style" in self.metrics:
-            self.style = encoder(config.style)
-        self.detector = self.masks = self.keypoints = None
-        if self.metrics & {"subject", "background"}:
-            self.detector = load_provider(
-                "detector", config.detector, benchmark=bench, **dict(config.detector_options)
-            )
-        if "background" in self.metrics:
-            self.masks = load_provider("masks", config.masks, benchmark=bench)
-        if "pose" in self.metrics:
-            self.keypoints = load_provider("keypoints", config.keypoints, benchmark=bench)
-
-    def _ref(self, inst: BenchInstance, kind: str) -> Any:
-        refs = inst.references_of(kind)
-        if not refs:
-            raise ValueError(
-                f"instance {inst.index} ({inst.category}) has no {kind} reference although its category "
-                f"says so; fix the metadata or drop '{kind}' from metrics"
-            )
-        return refs[0]
+        selected = set(config.metrics)
+        self.specs = [get_metric(name) for name in list_metrics() if name in selected]
+        self.resources = Resources(bench, config)
+        for name in dict.fromkeys(need for spec in self.specs for need in spec.needs):
+            self.resources.get(name)
 
     def score(self, inst: BenchInstance, image: NDArray[np.uint8]) -> InstanceScores:
+        ctx = MetricContext(inst, image, self.bench, self.config, self.resources)
         failures: dict[str, int] = {}
         details: dict[str, dict[str, float]] = {}
         objective: dict[str, float] = {}
-        subjects = inst.references_of("subject")
-        need_boxes = "subject" in self.metrics or (
-            "background" in self.metrics and inst.applies("background")
-        )
-        boxes: list[Any] = []
-        if need_boxes and subjects:
-            assert self.detector is not None
-            boxes = self.detector.detect(image, [r.subject_name or "" for r in subjects], instance=inst)
-            if len(boxes) != len(subjects):
-                raise ValueError(
-                    f"detector {type(self.detector).__name__} returned {len(boxes)} boxes for "
-                    f"{len(subjects)} captions (instance {inst.index})"
-                )
+        custom: dict[str, float] = {}
         clip: tuple[float, ...] = ()
         dino: tuple[float, ...] = ()
-        if "subject" in self.metrics and subjects:
-            assert self.clip is not None and self.dino is not None
-            refs = [load_rgb(self.bench.resolve(r.path)) for r in subjects]
-            subject = subject_consistency(
-                image,
-                refs,
-                boxes,
-                clip=self.clip,
-                dino=self.dino,
-                pad=self.config.crop_padding,
-                faithful=self.faithful,
-            )
-            clip, dino = subject.clip, subject.dino
-            if subject.misses:
-                failures["subject_misses"] = subject.misses
-        if "style" in self.metrics and inst.applies("style"):
-            assert self.style is not None
-            reference = load_rgb(self.bench.resolve(self._ref(inst, "style").path))
-            objective["style"] = style_consistency(image, reference, encoder=self.style)
-        if "background" in self.metrics and inst.applies("background"):
-            assert self.masks is not None and self.background is not None
-            reference = load_rgb(
-                self.bench.resolve(self._ref(inst, "background").path), opencv_decoder=self.faithful
-            )
-            foreground = self.masks.foreground(image, boxes, instance=inst)
-            objective["background"] = background_consistency(
-                image,
-                reference,
-                np.asarray(foreground, dtype=bool),
-                encoder=self.background,
-                faithful=self.faithful,
-            )
-        if "lighting" in self.metrics and inst.applies("lighting"):
-            reference = load_rgb(
-                self.bench.resolve(self._ref(inst, "lighting").path), opencv_decoder=self.faithful
-            )
-            lighting = lighting_consistency(reference, image, faithful=self.faithful)
-            objective["lighting"] = lighting.total
-            details["lighting"] = lighting.as_dict()
-        if "pose" in self.metrics and inst.applies("pose"):
-            self._pose(inst, image, objective, details, failures)
+        for spec in self.specs:
+            if not spec.applies(inst):
+                continue
+            result = spec.fn(ctx)
+            if spec.name == "subject":
+                clip, dino = result.subject_clip, result.subject_dino
+            elif result.value is not None:
+                (objective if spec.name in METRICS else custom)[spec.name] = float(result.value)
+            if result.details is not None:
+                details[spec.name] = dict(result.details)
+            failures.update(result.failures)
         return InstanceScores(
-            inst.index, inst.n_refs, inst.category, clip, dino, objective, {}, failures, details
+            inst.index,
+            inst.n_refs,
+            inst.category,
+            clip,
+            dino,
+            objective,
+            {},
+            failures,
+            details,
+            custom=custom,
         )
-
-    def _pose(
-        self,
-        inst: BenchInstance,
-        image: NDArray[np.uint8],
-        objective: dict[str, float],
-        details: dict[str, dict[str, float]],
-        failures: dict[str, int],
-    ) -> None:
-        assert self.keypoints is not None
-        ref = self._ref(inst, "pose")
-        if ref.keypoints_path is None:
-            raise ValueError(f"instance {inst.index}: pose reference {ref.path} has no keypoints file")
-        kp_ref = load_keypoints(self.bench.resolve(ref.keypoints_path))
-        caption = pose_caption(ref.path, faithful=self.faithful)
-        kp = self.keypoints.keypoints(image, instance=inst, caption=caption)
-        if kp is None:  # no person found: scored 0 (the reference's failed-crop zero-fill)
-            objective["pose"] = 0.0
-            failures["pose_miss"] = 1
-            return
-        kp = np.asarray(kp, dtype=np.float64)
-        if self.faithful and not (kp[:, 2] > 0).any():
-            failures["pose_dropped"] = 1  # the reference skipped "no keypoints" images
-            return
-        pose = pose_consistency(kp, kp_ref, faithful=self.faithful)
-        objective["pose"] = pose.overall
-        details["pose"] = pose.as_dict()
 
 
 def _reward_reference(bench: Benchmark, ref: Any) -> Any:
@@ -806,7 +709,7 @@ def evaluate(
             _write_cases(out, records, summary, table, notes, cfg.plots)
         return EvalReport(summary, records, table, out)
 
-    scorer = _ObjectiveScorer(bench, cfg) if set(cfg.metrics) & set(METRICS) else None
+    scorer = _ObjectiveScorer(bench, cfg) if set(cfg.metrics) & set(list_metrics()) else None
     judge = None
     if "mllm" in cfg.metrics:
         from rewardkit.rewards.judges import OmniRefJudge

@@ -100,6 +100,9 @@ class InstanceScores:
         ssim: SSIM against the target.
         perceptual: LPIPS-style distance to the target (``None`` also when the network is
             unavailable). The three keys appear in the JSONL only when one is set.
+        custom: score of each metric registered with
+            [`register_metric`][rewardkit.evaluation.metric_registry.register_metric] (not one
+            of the built-in five) that applies; the key appears in the JSONL only when set.
     """
 
     index: int
@@ -114,6 +117,7 @@ class InstanceScores:
     psnr: float | None = None
     ssim: float | None = None
     perceptual: float | None = None
+    custom: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         unknown = set(self.objective) - set(METRICS[1:])
@@ -125,6 +129,7 @@ class InstanceScores:
         if len(self.subject_clip) != len(self.subject_dino):
             raise ValueError("subject_clip and subject_dino need one score per subject each")
         values = [*self.subject_clip, *self.subject_dino, *self.objective.values(), *self.mllm.values()]
+        values += list(self.custom.values())
         values += [v for v in (self.psnr, self.ssim, self.perceptual) if v is not None]
         if not all(math.isfinite(v) for v in values):
             raise ValueError(f"instance {self.index}: scores must be finite numbers")
@@ -140,6 +145,10 @@ class InstanceScores:
         if self.psnr is None and self.ssim is None and self.perceptual is None:
             for key in ("psnr", "ssim", "perceptual"):
                 del record[key]
+        if self.custom:
+            record["custom"] = dict(self.custom)
+        else:
+            del record["custom"]
         return record
 
 
@@ -172,13 +181,18 @@ def _aggregate(records: Sequence[InstanceScores]) -> dict[str, Any]:
     for r in records:
         for key, count in r.failures.items():
             failures[key] = failures.get(key, 0) + count
-    return {
+    out: dict[str, Any] = {
         "objective": objective,
         "counts": counts,
         "mllm": mllm,
         "n_instances": len(records),
         "failures": dict(sorted(failures.items())),
     }
+    names = list(dict.fromkeys(name for r in records for name in r.custom))
+    if names:  # registered metrics: their means and counts (absent without any)
+        out["custom"] = {n: _mean([r.custom[n] for r in records if n in r.custom]) for n in names}
+        out["custom_counts"] = {n: sum(n in r.custom for r in records) for n in names}
+    return out
 
 
 def _fidelity(records: Sequence[InstanceScores], diversity: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -269,6 +283,19 @@ def fidelity_table(summary: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def custom_table(summary: Mapping[str, Any]) -> str:
+    """The registered (custom) metrics' means per method as Markdown; ``""`` without any."""
+    methods = summary["methods"]
+    names = list(dict.fromkeys(n for m in methods.values() for n in m.get("custom", {})))
+    if not names:
+        return ""
+    lines = ["| Method | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for name, method in methods.items():
+        values = method.get("custom", {})
+        lines.append(f"| {name} | " + " | ".join(_cell(values.get(n), 4) for n in names) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def n_refs_table(summary: Mapping[str, Any], method: str) -> str:
     """One method's objective scores (and MLLM Avg) by number of references, as Markdown.
 
@@ -315,6 +342,10 @@ def _report_markdown(summary: Mapping[str, Any], notes: Sequence[str]) -> str:
             "Target div. = the same for the targets of the same instances; Div. ratio = their "
             "quotient (well below 1: the outputs may have collapsed).\n"
         )
+    custom = custom_table(summary)
+    if custom:
+        parts.append("\n## Other metrics\n\n" + custom)
+        parts.append("\nMetrics registered with `register_metric`: the mean over the images it applies to.\n")
     for name, method in summary["methods"].items():
         parts.append(f"\n## {name}: by number of references\n\n" + n_refs_table(summary, name))
         if method.get("failures"):

@@ -1,0 +1,74 @@
+"""Adding a metric is one function and one registration (the example of docs/evaluation.md)."""
+
+import json
+
+import pytest
+
+import rewardkit
+from rewardkit.evaluation import load_benchmark
+from rewardkit.evaluation.metric_registry import (
+    MetricContext,
+    MetricOutput,
+    list_metrics,
+    register_metric,
+    unregister_metric,
+)
+
+
+def brightness(ctx: MetricContext) -> MetricOutput:
+    """Mean brightness of the generated image, 0–1."""
+    return MetricOutput(value=float(ctx.image.mean()) / 255)
+
+
+@pytest.fixture
+def registered():
+    register_metric("brightness", brightness)
+    yield
+    unregister_metric("brightness")
+
+
+def test_a_registered_metric_is_scored_summarized_and_reported(registered, mini, gt_folder, fast, tmp_path):
+    from rewardkit.evaluation._images import load_rgb
+
+    assert list_metrics()[:5] == ("subject", "style", "background", "lighting", "pose")
+    assert "brightness" in list_metrics()
+    report = rewardkit.evaluate(
+        {"gt": gt_folder}, mini, metrics=("lighting", "brightness"), out_dir=tmp_path, plots=False, **fast
+    )
+    bench = load_benchmark(mini)
+    want = {i.index: float(load_rgb(gt_folder / f"{i.index}.png").mean()) / 255 for i in bench}
+    rows = [json.loads(line) for line in (tmp_path / "scores_gt.jsonl").read_text().splitlines()]
+    assert {r["index"]: r["custom"]["brightness"] for r in rows} == pytest.approx(want)
+    assert all("brightness" not in r["objective"] for r in rows)  # the five keep their columns
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    method = summary["methods"]["gt"]
+    assert method["custom"]["brightness"] == pytest.approx(sum(want.values()) / len(want))
+    assert method["custom_counts"] == {"brightness": 12}
+    assert method["objective"]["lighting"] is not None and method["objective"]["subject"] is None
+    assert report.summary["methods"]["gt"]["custom"] == method["custom"]
+    text = (tmp_path / "report.md").read_text()
+    assert "## Other metrics" in text and "| Method | brightness |" in text
+    assert f"| gt | {method['custom']['brightness']:.4f} |" in text
+
+
+def test_registration_is_checked(registered):
+    with pytest.raises(ValueError, match="already registered"):
+        register_metric("brightness", brightness)
+    with pytest.raises(ValueError, match="built-in"):
+        register_metric("mllm", brightness)
+    with pytest.raises(ValueError, match="needs"):
+        register_metric("other", brightness, needs=("clipp",))
+    with pytest.raises(ValueError, match="built-in"):
+        unregister_metric("subject")
+
+
+def test_an_unregistered_metric_is_refused(mini):
+    with pytest.raises(ValueError, match="metrics must be"):
+        rewardkit.evaluate({"gt": "."}, mini, metrics=("brightness",))
+
+
+def test_without_custom_metrics_the_outputs_have_no_custom_keys(mini, gt_folder, fast, tmp_path):
+    rewardkit.evaluate({"gt": gt_folder}, mini, metrics=("lighting",), out_dir=tmp_path, plots=False, **fast)
+    assert "custom" not in (tmp_path / "scores_gt.jsonl").read_text()
+    assert "custom" not in (tmp_path / "summary.json").read_text()
+    assert "Other metrics" not in (tmp_path / "report.md").read_text()
