@@ -37,6 +37,7 @@ __all__ = [
     "MetricOutput",
     "MetricSpec",
     "Resources",
+    "describe_encoder",
     "get_metric",
     "list_metrics",
     "register_metric",
@@ -139,6 +140,11 @@ def get_metric(name: str) -> MetricSpec:
         raise ValueError(f"unknown metric {name!r}; registered: {list(_REGISTRY)}") from None
 
 
+def describe_encoder(encoder: Any) -> str:
+    """How ``summary.json`` names an encoder: its spec, or ``<name>`` for a built object."""
+    return str(encoder) if isinstance(encoder, EncoderSpec | str) else f"<{encoder.name}>"
+
+
 class Resources:
     """The models metrics share, each loaded once per evaluation (encoders also across metrics)."""
 
@@ -151,9 +157,7 @@ class Resources:
         self._loaded: dict[str, Any] = {}
 
     def _encoder(self, spec: Any) -> CachedEncoder:
-        from rewardkit.evaluation.pipeline import _describe
-
-        key = _describe(spec) if isinstance(spec, EncoderSpec | str) else f"id:{id(spec)}"
+        key = describe_encoder(spec) if isinstance(spec, EncoderSpec | str) else f"id:{id(spec)}"
         if key not in self._encoders:
             options = {"device": self.config.device} if isinstance(spec, EncoderSpec | str) else {}
             self._encoders[key] = CachedEncoder(load_eval_encoder(spec, **options))

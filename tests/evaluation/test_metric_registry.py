@@ -72,3 +72,20 @@ def test_without_custom_metrics_the_outputs_have_no_custom_keys(mini, gt_folder,
     assert "custom" not in (tmp_path / "scores_gt.jsonl").read_text()
     assert "custom" not in (tmp_path / "summary.json").read_text()
     assert "Other metrics" not in (tmp_path / "report.md").read_text()
+
+
+def test_every_benchmark_format_is_an_eval_task(mini, tmp_path):
+    from rewardkit.evaluation.tasks import CaseTask, EvalTask, OmniRefTask, load_task
+
+    task = load_task(mini, limit=3)
+    assert isinstance(task, OmniRefTask) and isinstance(task, EvalTask) and task.kind == "omniref"
+    assert [g.index for g in task.generation_items()] == [i.index for i in task.items] and len(
+        task.items
+    ) == 3
+    path = tmp_path / "dual.json"
+    (tmp_path / "a.png").write_bytes(b"")
+    path.write_text(json.dumps([{"index": 5, "prompt": "p", "task": "style", "inputs": ["a.png"]}]))
+    cases = load_task(path)
+    assert isinstance(cases, CaseTask) and isinstance(cases, EvalTask) and cases.kind == "dual_ref"
+    pairs, missing = cases.match({5: tmp_path / "5.png"}, faithful=True)
+    assert [(c.index, p.name) for c, p in pairs] == [(5, "5.png")] and missing == []
