@@ -56,7 +56,7 @@ from rewardkit.evaluation.report import (
 )
 
 if TYPE_CHECKING:
-    from rewardkit.evaluation.pipeline import EvalConfig
+    from rewardkit.evaluation.config import EvalConfig
     from rewardkit.rewards.encoders import ImageEncoder
 
 __all__ = ["CaseTask", "EvalTask", "OmniRefTask", "load_task"]
