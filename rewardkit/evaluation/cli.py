@@ -152,6 +152,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "metrics and fidelity (target PSNR/SSIM/perceptual/diversity, when the benchmark has targets), "
         "plus mllm when a judge URL is set)",
     )
+    met.add_argument(
+        "--metric-module",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE first (repeatable): a module that registers metrics with "
+        "rewardkit.evaluation.metric_registry.register_metric, selectable by name in --metrics",
+    )
     met.add_argument("--faithful", action="store_true", help="reproduce the reference scripts' quirks")
     met.add_argument("--clip", default="offline_similarity", metavar="SPEC", help="CLIP-I encoder")
     met.add_argument("--dino", default="offline_similarity", metavar="SPEC", help="DINOv2 encoder")
@@ -275,6 +283,8 @@ def _build(args: argparse.Namespace) -> tuple[list[Any], dict[str, Any]]:
             face_similarity=face,
             faces_as_objects=args.faces_as_objects,
         )
+    for module_name in args.metric_module:
+        importlib.import_module(module_name)  # registers its metrics
     if args.metrics is None:
         metrics = (*DEFAULT_METRICS, "mllm") if judge is not None else DEFAULT_METRICS
     else:

@@ -89,3 +89,27 @@ def test_every_benchmark_format_is_an_eval_task(mini, tmp_path):
     assert isinstance(cases, CaseTask) and isinstance(cases, EvalTask) and cases.kind == "dual_ref"
     pairs, missing = cases.match({5: tmp_path / "5.png"}, faithful=True)
     assert [(c.index, p.name) for c, p in pairs] == [(5, "5.png")] and missing == []
+
+
+def test_the_cli_imports_a_metric_module(mini, gt_folder, tmp_path, monkeypatch):
+    import sys
+
+    from rewardkit.cli import main
+
+    (tmp_path / "toy_brightness_metric.py").write_text(
+        "from rewardkit.evaluation.metric_registry import MetricOutput, register_metric\n\n\n"
+        "def brightness(ctx):\n"
+        "    return MetricOutput(value=float(ctx.image.mean()) / 255)\n\n\n"
+        'register_metric("brightness", brightness)\n'
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "out"
+    try:
+        code = main(["eval", str(mini), "--images", f"gt={gt_folder}", "--metric-module", "toy_brightness_metric",
+                     "--metrics", "brightness", "--no-plots", "--out", str(out), "--no-progress"])  # fmt: skip
+    finally:
+        unregister_metric("brightness")
+        sys.modules.pop("toy_brightness_metric", None)
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["methods"]["gt"]["custom_counts"] == {"brightness": 12}
