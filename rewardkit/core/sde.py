@@ -429,7 +429,8 @@ def _noise_level_or_default(noise_level: float | None, kind: str, caller: str) -
     """The noise level, or DyRef's 1.0 with a warning: a silent default misleads ports."""
     if noise_level is not None:
         return noise_level
-    if kind != "ode":
+    # Not while torch.compile traces: warnings.warn would break a fullgraph compile.
+    if kind != "ode" and not torch.compiler.is_compiling():
         warnings.warn(
             f"{caller}: noise_level not given, using 1.0 (DyRef's); Flow-GRPO uses 0.7. Pass "
             "noise_level= to both the rollout and the training call, or build one "
