@@ -231,8 +231,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _build(args: argparse.Namespace) -> tuple[list[Any], dict[str, Any]]:
-    import importlib
-
     from rewardkit.evaluation.generation import GenerationSettings
     from rewardkit.evaluation.metrics import EncoderSpec
     from rewardkit.evaluation.pipeline import DEFAULT_METRICS, JudgeSettings, Run
@@ -271,7 +269,9 @@ def _build(args: argparse.Namespace) -> tuple[list[Any], dict[str, Any]]:
         face = None
         if args.face_similarity:
             module, _, attr = args.face_similarity.partition(":")
-            face = getattr(importlib.import_module(module), attr)
+            face = getattr(_import_module(module, "--face-similarity"), attr, None)
+            if face is None:
+                raise ValueError(f"--face-similarity: module {module!r} has no attribute {attr!r}")
         judge = JudgeSettings(
             base_url=judge_url,
             model=args.judge_model,
@@ -284,7 +284,7 @@ def _build(args: argparse.Namespace) -> tuple[list[Any], dict[str, Any]]:
             faces_as_objects=args.faces_as_objects,
         )
     for module_name in args.metric_module:
-        importlib.import_module(module_name)  # registers its metrics
+        _import_module(module_name, "--metric-module")  # registers its metrics
     if args.metrics is None:
         metrics = (*DEFAULT_METRICS, "mllm") if judge is not None else DEFAULT_METRICS
     else:
@@ -332,6 +332,16 @@ def _build(args: argparse.Namespace) -> tuple[list[Any], dict[str, Any]]:
         "progress": not args.no_progress,
     }
     return runs, config
+
+
+def _import_module(name: str, flag: str) -> Any:
+    """Import a user module named on the command line; a missing one is a one-line error."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError as err:
+        raise ValueError(f"{flag}: cannot import {name!r} ({err}); is it on PYTHONPATH?") from err
 
 
 def run(args: argparse.Namespace) -> int:

@@ -113,3 +113,13 @@ def test_the_cli_imports_a_metric_module(mini, gt_folder, tmp_path, monkeypatch)
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["methods"]["gt"]["custom_counts"] == {"brightness": 12}
+
+
+def test_a_missing_metric_module_is_a_one_line_error(mini, gt_folder, tmp_path, capsys):
+    from rewardkit.cli import main
+
+    code = main(["eval", str(mini), "--images", f"gt={gt_folder}", "--metric-module", "no_such_metric_module",
+                 "--out", str(tmp_path / "out"), "--no-progress"])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "--metric-module: cannot import 'no_such_metric_module'" in err[0]
