@@ -69,6 +69,8 @@ def main(argv: list[str] | None = None) -> dict[str, torch.Tensor]:
         help="save this rank's tensors here (torch.save); '{rank}' is replaced by the rank",
     )
     args = parser.parse_args(argv)
+    if args.group_size < 2 or args.steps < 2 or args.dim < 1:
+        parser.error("--group-size and --steps must be >= 2 (a group needs two samples), --dim >= 1")
 
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed:
