@@ -75,7 +75,9 @@ def test_without_custom_metrics_the_outputs_have_no_custom_keys(mini, gt_folder,
 
 
 def test_every_benchmark_format_is_an_eval_task(mini, tmp_path):
-    from rewardkit.evaluation.tasks import CaseTask, EvalTask, OmniRefTask, load_task
+    from rewardkit.evaluation.case_task import CaseTask
+    from rewardkit.evaluation.omniref_task import OmniRefTask
+    from rewardkit.evaluation.tasks import EvalTask, load_task
 
     task = load_task(mini, limit=3)
     assert isinstance(task, OmniRefTask) and isinstance(task, EvalTask) and task.kind == "omniref"
