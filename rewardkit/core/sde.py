@@ -548,8 +548,15 @@ def sde_log_prob(
     _check_latents(x=x, velocity=velocity, x_next=x_next)
     a = _noise_level_or_default(noise_level, kind, "sde_log_prob")
     coeffs = sde_coefficients(sigma, sigma_next, kind=kind, noise_level=a, sigma_max=sigma_max)
-    dtype = compute_dtype(x_next, x, velocity)
-    return _log_prob(x_next, x, velocity, _coefficient_tensor(coeffs, x, dtype), backend_name)
+    return _stored_step_log_prob(x_next, x, velocity, coeffs, backend_name)[0]
+
+
+def _stored_step_log_prob(
+    x_next: Tensor, x: Tensor, velocity: Tensor, coeffs: SDECoefficients, backend: str
+) -> tuple[Tensor, Tensor]:
+    """The log-prob of a stored step and its `(4, B')` coefficient rows (checked latents)."""
+    coef = _coefficient_tensor(coeffs, x, compute_dtype(x_next, x, velocity))
+    return _log_prob(x_next, x, velocity, coef, backend), coef
 
 
 def sde_step(
@@ -754,12 +761,9 @@ class SDEConfig:
             An [`SDELogProb`][rewardkit.SDELogProb]; its ``log_prob`` equals the rollout's
             bit for bit when the policy has not changed.
         """
-        backend_name = _check_backend(self.backend)
         _check_latents(x=x, velocity=velocity, x_next=x_next)
         coeffs = self.coefficients(sigma, sigma_next)
-        dtype = compute_dtype(x_next, x, velocity)
-        coef = _coefficient_tensor(coeffs, x, dtype)
-        noise_std, sigma_t = _noise_rows(coeffs, sigma, sigma_next, x, dtype)
-        log_prob = _log_prob(x_next, x, velocity, coef, backend_name)
+        log_prob, coef = _stored_step_log_prob(x_next, x, velocity, coeffs, self.backend)
+        noise_std, sigma_t = _noise_rows(coeffs, sigma, sigma_next, x, coef.dtype)
         mean_coefficients = coef[:2].expand(2, x.shape[0]).contiguous()
         return SDELogProb(log_prob, x, velocity, mean_coefficients, noise_std, sigma_t)
