@@ -210,11 +210,17 @@ def _lighting_field(size: int, angle: float, tint: NDArray[np.float32]) -> Image
 
 
 def _lighting_reference(size: int, light: Image) -> Image:
+    """A white room (wall, floor) with a grey sphere, under the instance's light.
+
+    Its tones match the targets' (subjects on white under the same light), so the lighting
+    metric's luminance, contrast and histogram terms prefer the target's light to a darker
+    or flatter picture. (A grey room made every ground-truth target score below a dim base.)
+    """
     xs, ys = _grid(size)
-    img = np.full((size, size, 3), 0.55, np.float32)
-    img[ys > 0.65 * size] = 0.45
-    sphere = (xs - size / 2) ** 2 + (ys - 0.45 * size) ** 2 <= (0.22 * size) ** 2
-    img[sphere] = 0.7
+    img = np.full((size, size, 3), 0.97, np.float32)
+    img[ys > 0.7 * size] = 0.85
+    sphere = (xs - size / 2) ** 2 + (ys - 0.5 * size) ** 2 <= (0.2 * size) ** 2
+    img[sphere] = 0.5
     return np.clip(img * light, 0, 1).astype(np.float32)
 
 

@@ -91,3 +91,32 @@ def test_subjects_are_laid_out_in_prompt_order(pair, seed) -> None:
         # the next subject is on a lower row, or on the same row further right (rows are
         # >= 21 px apart at 64 px; jitter and shape offsets move a centre by < 7 px)
         assert yb > ya + 13.5 or (abs(yb - ya) <= 13.5 and xb > xa)
+
+
+@pytest.mark.parametrize("category", ["subject_lighting", "subject_pose_lighting"])
+@pytest.mark.parametrize("seed", range(4))
+def test_lighting_metric_prefers_the_target_to_wrong_light_dim_and_constant_images(category, seed) -> None:
+    # The lighting reference is what the metric compares against: the ground-truth target
+    # must beat the same scene under the mirrored light, a dimmed copy and flat images, or a
+    # model gains lighting score by moving away from the target.
+    pytest.importorskip("cv2")
+    from rewardkit.evaluation.lighting import lighting_consistency
+
+    inst = make_instance(category, CATEGORIES[category][0], np.random.default_rng(seed), size=64)
+    reference = next(image for kind, _, image in inst.references if kind == "lighting")
+    target = inst.target
+    rivals = {
+        "mirrored light": target[::-1, ::-1],
+        "dimmed": 0.6 * target,
+        "grey": np.full_like(target, 0.5),
+        "white": np.ones_like(target),
+        "black": np.zeros_like(target),
+    }
+
+    def score(image: np.ndarray) -> float:
+        as_uint8 = lambda a: np.ascontiguousarray(np.round(a * 255).astype(np.uint8))  # noqa: E731
+        return lighting_consistency(as_uint8(reference), as_uint8(image), size=128).total
+
+    best = score(target)
+    for name, image in rivals.items():
+        assert score(image) < best, name
