@@ -17,6 +17,19 @@ __all__ = ["triton_backward", "triton_forward"]
 
 
 @triton.jit  # type: ignore[untyped-decorator]
+def _tile_residual(xn_ptr, x_ptr, v_ptr, c_x, c_v, row, blk, width, block: tl.constexpr):  # type: ignore[no-untyped-def]
+    # r = x_next − (c_x·x + c_v·v) on one tile of one row, with the tile's offsets and mask.
+    cols = blk * block + tl.arange(0, block)
+    mask = cols < width
+    offs = row * width + cols
+    # Upcast on load: inputs may be bf16/fp16/fp32/fp64, arithmetic is in coef's dtype.
+    xn = tl.load(xn_ptr + offs, mask=mask, other=0.0).to(c_x.dtype)
+    x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(c_x.dtype)
+    v = tl.load(v_ptr + offs, mask=mask, other=0.0).to(c_x.dtype)
+    return xn - (c_x * x + c_v * v), offs, mask  # masked lanes: 0 − (c·0 + c·0) = 0
+
+
+@triton.jit  # type: ignore[untyped-decorator]
 def _fwd_kernel(  # type: ignore[no-untyped-def]  # Triton reads the annotations: only tl.constexpr
     xn_ptr,
     x_ptr,
@@ -34,14 +47,7 @@ def _fwd_kernel(  # type: ignore[no-untyped-def]  # Triton reads the annotations
     row = tl.program_id(1).to(tl.int64)
     c_x = tl.load(coef_ptr + row * coef_col)
     c_v = tl.load(coef_ptr + coef_row + row * coef_col)
-    cols = blk * block + tl.arange(0, block)
-    mask = cols < width
-    offs = row * width + cols
-    # Upcast on load: inputs may be bf16/fp16/fp32/fp64, arithmetic is in coef's dtype.
-    xn = tl.load(xn_ptr + offs, mask=mask, other=0.0).to(c_x.dtype)
-    x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(c_x.dtype)
-    v = tl.load(v_ptr + offs, mask=mask, other=0.0).to(c_x.dtype)
-    r = xn - (c_x * x + c_v * v)  # masked lanes are 0 − (c·0 + c·0) = 0
+    r, _, _ = _tile_residual(xn_ptr, x_ptr, v_ptr, c_x, c_v, row, blk, width, block)
     tl.store(partial_ptr + row * num_blocks + blk, tl.sum(r * r, axis=0))
 
 
@@ -89,13 +95,7 @@ def _bwd_kernel(  # type: ignore[no-untyped-def]
     c_v = tl.load(coef_ptr + coef_row + row * coef_col)
     alpha = tl.load(coef_ptr + 2 * coef_row + row * coef_col)
     k = tl.load(g_ptr + row).to(c_x.dtype) * alpha * -2.0 / width
-    cols = blk * block + tl.arange(0, block)
-    mask = cols < width
-    offs = row * width + cols
-    xn = tl.load(xn_ptr + offs, mask=mask, other=0.0).to(c_x.dtype)
-    x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(c_x.dtype)
-    v = tl.load(v_ptr + offs, mask=mask, other=0.0).to(c_x.dtype)
-    r = xn - (c_x * x + c_v * v)
+    r, offs, mask = _tile_residual(xn_ptr, x_ptr, v_ptr, c_x, c_v, row, blk, width, block)
     if need_v:
         tl.store(gv_ptr + offs, (k * c_v * r).to(gv_ptr.dtype.element_ty), mask=mask)
     if need_x:

@@ -64,7 +64,7 @@ def test_index_positions_reproduce_the_model_rope() -> None:
     native = QwenEmbedRope(theta=10000, axes_dim=list(axes), scale_rope=True)
     shapes = [(1, 3, 4), (1, 2, 5), (1, 4, 4), (1, 1, 2)]
     vid, txt = native([shapes], max_txt_seq_len=7, device=torch.device("cpu"))
-    ours = qwen._SchemeRope(axes, 10000, "index")
+    ours = qwen.positions._SchemeRope(axes, 10000, "index")
     our_vid, our_txt = ours([shapes], max_txt_seq_len=7, device=torch.device("cpu"))
     torch.testing.assert_close(our_vid, vid, rtol=0, atol=1e-6)
     torch.testing.assert_close(our_txt, txt, rtol=0, atol=1e-6)

@@ -33,6 +33,26 @@ _BARE_KEY = re.compile(r"([{,]\s*)([A-Za-z_][A-Za-z0-9_\- ]*?)(\s*:)")
 _CLOSE = {"{": "}", "[": "]"}
 
 
+class _Strings:
+    """Whether a left-to-right scan is inside a quoted string (backslash escapes honoured)."""
+
+    def __init__(self) -> None:
+        self.quote: str | None = None
+        self._escaped = False
+
+    def consumes(self, ch: str) -> bool:
+        """Feed the next character; True if it belongs to an open string (its closing quote too)."""
+        if self.quote is None:
+            return False
+        if self._escaped:
+            self._escaped = False
+        elif ch == "\\":
+            self._escaped = True
+        elif ch == self.quote:
+            self.quote = None
+        return True
+
+
 def _balanced_objects(text: str) -> Iterator[str]:
     """Yield candidate ``{...}`` substrings in order of their opening brace.
 
@@ -43,18 +63,11 @@ def _balanced_objects(text: str) -> Iterator[str]:
     start = text.find("{")
     while start != -1:
         stack: list[str] = []
-        quote: str | None = None
-        escaped = False
+        strings = _Strings()
         end = None
         for pos in range(start, len(text)):
             ch = text[pos]
-            if quote is not None:
-                if escaped:
-                    escaped = False
-                elif ch == "\\":
-                    escaped = True
-                elif ch == quote:
-                    quote = None
+            if strings.consumes(ch):
                 continue
             if ch in "\"'":
                 # an apostrophe inside a bare word (it's) is not a quote
@@ -66,7 +79,7 @@ def _balanced_objects(text: str) -> Iterator[str]:
                     and text[pos + 1].isalnum()
                 ):
                     continue
-                quote = ch
+                strings.quote = ch
             elif ch in _CLOSE:
                 stack.append(_CLOSE[ch])
             elif ch in "}]":
@@ -79,8 +92,8 @@ def _balanced_objects(text: str) -> Iterator[str]:
             yield text[start : end + 1]
         else:  # truncated: close what is open
             tail = text[start:].rstrip().rstrip(",")
-            if quote is not None:
-                tail += quote
+            if strings.quote is not None:
+                tail += strings.quote
             yield tail + "".join(reversed(stack))
             return
         start = text.find("{", start + 1)
@@ -89,23 +102,16 @@ def _balanced_objects(text: str) -> Iterator[str]:
 def _python_literals(text: str) -> str:
     """Replace bare ``true``/``false``/``null`` (outside strings) with Python literals."""
     out: list[str] = []
-    quote: str | None = None
-    escaped = False
+    strings = _Strings()
     i = 0
     while i < len(text):
         ch = text[i]
-        if quote is not None:
+        if strings.consumes(ch):
             out.append(ch)
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == quote:
-                quote = None
             i += 1
             continue
         if ch in "\"'":
-            quote = ch
+            strings.quote = ch
             out.append(ch)
             i += 1
             continue
