@@ -7,25 +7,70 @@ components, the device and mixed-precision settings, the scheduler check and the
 """
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
+from rewardkit.backbone import Condition
 from rewardkit_backbones import _common
+from rewardkit_backbones._common import POSITION_SCHEMES, PositionScheme
 
-__all__ = ["PipelineAdapter", "load_pipeline"]
+__all__ = ["AdapterOptions", "PipelineAdapter", "load_pipeline"]
 
 A = TypeVar("A", bound="PipelineAdapter")
+
+
+@dataclass(frozen=True)
+class AdapterOptions:
+    """The options every pipeline adapter takes (each adapter's options extend them).
+
+    Attributes:
+        device: where to run (None: CUDA if available, else CPU).
+        dtype: dtype of the loaded weights: ``"float32"``, ``"bfloat16"`` (recommended for
+            real weights on GPU) or ``"float16"``. LoRA weights are always float32.
+        autocast_dtype: mixed-precision dtype of the transformer forward (rollout and training
+            alike, so the old and new log-probs match), or None for none.
+        resolution: target side when the size is not given.
+        position_scheme: ``"index"`` (the model's own), ``"offset"`` or ``"diagonal"``.
+        gradient_checkpointing: checkpoint transformer blocks in the training forward.
+        adapter: directory of a LoRA adapter to load at start (e.g. the SFT adapter).
+    """
+
+    device: str | None = None
+    dtype: str = "float32"
+    autocast_dtype: str | None = "bfloat16"
+    resolution: int = 512
+    position_scheme: PositionScheme = "index"
+    gradient_checkpointing: bool = False
+    adapter: str | None = None
+
+    def __post_init__(self) -> None:
+        _common.resolve_dtype(self.dtype, option="dtype")
+        _common.resolve_dtype(self.autocast_dtype, option="autocast_dtype")
+        self._check_positive_ints("resolution")
+        if self.position_scheme not in POSITION_SCHEMES:
+            raise ValueError(
+                f"position_scheme must be one of {POSITION_SCHEMES}, got {self.position_scheme!r}"
+            )
+
+    def _check_positive_ints(self, *names: str) -> None:
+        for name in names:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 class PipelineAdapter:
     """Base of the diffusers-pipeline adapters (see the module docstring).
 
-    Subclasses set ``name``, ``family`` (named in errors), ``lora_target_modules`` and may
-    override ``_check_pipeline`` (refuse an unsupported checkpoint before anything moves) and
-    ``_prepare_transformer`` (patch the transformer once it is on its device).
+    Subclasses set ``name``, ``family`` (named in errors), ``lora_target_modules``; implement
+    ``_encode_one`` (one prompt and its references → a ``Condition``), ``_forward`` (one
+    transformer call on ``[x; references]``) and ``_guide`` (the model's classifier-free
+    guidance); and may override ``_check_pipeline`` (refuse an unsupported checkpoint before
+    anything moves) and ``_prepare_transformer`` (patch the transformer once on its device).
     """
 
     name: ClassVar[str]
@@ -71,6 +116,86 @@ class PipelineAdapter:
     def device(self) -> torch.device:
         """Device of the transformer."""
         return self._device
+
+    @torch.no_grad()
+    def encode_condition(
+        self,
+        prompts: Sequence[str],
+        references: Sequence[Sequence[Any]],
+        *,
+        height: int | None = None,
+        width: int | None = None,
+        negative_prompt: str | None = None,
+    ) -> list[Condition]:
+        """Encode (prompt, ordered references) pairs (see ``Backbone.encode_condition``)."""
+        if isinstance(prompts, str):
+            raise TypeError("prompts must be a sequence of strings (one per sample), got a str")
+        if len(prompts) != len(references):
+            raise ValueError(f"got {len(prompts)} prompts but {len(references)} reference lists")
+        conditions = []
+        for b, (prompt, refs) in enumerate(zip(prompts, references, strict=True)):
+            where = f" of sample {b}"
+            if not isinstance(prompt, str):
+                raise TypeError(f"prompt{where} must be a str, got {type(prompt).__name__}")
+            conditions.append(
+                self._encode_one(
+                    prompt, refs, height=height, width=width, negative_prompt=negative_prompt, where=where
+                )
+            )
+        return conditions
+
+    def _encode_one(
+        self,
+        prompt: str,
+        references: Sequence[Any],
+        *,
+        height: int | None,
+        width: int | None,
+        negative_prompt: str | None,
+        where: str,
+    ) -> Condition:
+        """One prompt (a str) and its references → a ``Condition``; ``where`` names the sample in errors."""
+        raise NotImplementedError
+
+    def _forward(self, hidden: Tensor, timestep: Tensor, condition: Condition, *, negative: bool) -> Tensor:
+        """One transformer call on ``hidden = [x; references]`` with the (negative) prompt."""
+        raise NotImplementedError
+
+    def _guide(self, v: Tensor, v_neg: Tensor, guidance_scale: float) -> Tensor:
+        """Combine the conditional and negative velocities (the model's CFG rule)."""
+        raise NotImplementedError
+
+    def velocity(
+        self,
+        latents: Tensor,
+        sigma: float | Tensor,
+        condition: Condition,
+        *,
+        guidance_scale: float = 1.0,
+        adapter: bool = True,
+    ) -> Tensor:
+        """Transformer velocity on ``[x; references]`` sliced to the target; guided when w > 1."""
+        if latents.ndim != 3 or latents.shape[1] != condition.image_seq_len:
+            raise ValueError(
+                f"latents must be (B, L={condition.image_seq_len}, D) for a "
+                f"{condition.height}×{condition.width} target, got {tuple(latents.shape)}"
+            )
+        if guidance_scale > 1.0 and not condition.has_negative:
+            raise ValueError("guidance_scale > 1 needs a condition encoded with negative_prompt=...")
+        b, length = latents.shape[:2]
+        dtype = self.transformer.dtype
+        refs = condition.reference_latents.to(self._device).expand(b, -1, -1)
+        hidden = torch.cat([latents.to(self._device), refs], dim=1).to(dtype)
+        timestep = _common.timesteps(sigma, b, device=self._device, dtype=dtype)
+        with (
+            _common.autocast(self._device, self._autocast),
+            _common.adapter_disabled(self.transformer, not adapter),
+        ):
+            v = self._forward(hidden, timestep, condition, negative=False)[:, :length].float()
+            if guidance_scale <= 1.0:
+                return v
+            v_neg = self._forward(hidden, timestep, condition, negative=True)[:, :length].float()
+        return self._guide(v, v_neg, guidance_scale)
 
     def add_adapter(
         self, *, rank: int, alpha: float | None = None, target_modules: Sequence[str] | None = None

@@ -10,8 +10,7 @@ from torch import Tensor
 from rewardkit.backbone import Condition
 from rewardkit.core.schedules import exponential_shift_sigmas, flux2_empirical_mu
 from rewardkit_backbones import _common
-from rewardkit_backbones._common import POSITION_SCHEMES, PositionScheme
-from rewardkit_backbones._pipeline_adapter import PipelineAdapter, load_pipeline
+from rewardkit_backbones._pipeline_adapter import AdapterOptions, PipelineAdapter, load_pipeline
 from rewardkit_backbones.flux2_klein.positions import reference_ids
 
 __all__ = ["NAME", "Flux2Klein", "Flux2KleinOptions", "load"]
@@ -20,55 +19,35 @@ NAME = "flux2-klein"
 
 
 @dataclass(frozen=True)
-class Flux2KleinOptions:
+class Flux2KleinOptions(AdapterOptions):
     """Options of the FLUX.2 [klein] adapter (``load_backbone(..., **options)``).
 
+    Besides [`AdapterOptions`][rewardkit_backbones._pipeline_adapter.AdapterOptions] (device,
+    dtype, autocast_dtype, resolution — here a square target's side —, position_scheme,
+    gradient_checkpointing, adapter):
+
     Attributes:
-        device: where to run (None: CUDA if available, else CPU).
-        dtype: dtype of the loaded weights (``"bfloat16"`` recommended on GPU).
-            LoRA weights are always float32.
-        autocast_dtype: mixed-precision dtype of the transformer forward (rollout and training
-            alike), or None for none.
-        resolution: target side when the size is not given (square target).
         reference_area: references with a larger pixel area are resized down to it (the
             pipeline uses 1024²; DyRef trains with 512²).
         min_reference_side: smallest accepted reference side (the pipeline's 64 px).
         max_reference_aspect: largest accepted reference aspect ratio (the pipeline's 8).
         max_sequence_length: text tokens the prompt is padded/truncated to (512).
         text_encoder_out_layers: hidden-state layers concatenated into the prompt features.
-        position_scheme: ``"index"`` (the model's own), ``"offset"`` or ``"diagonal"``.
-        gradient_checkpointing: checkpoint transformer blocks in the training forward.
-        adapter: directory of a LoRA adapter to load at start (e.g. the SFT adapter).
     """
 
-    device: str | None = None
-    dtype: str = "float32"
-    autocast_dtype: str | None = "bfloat16"
-    resolution: int = 512
     reference_area: int = 1024 * 1024
     min_reference_side: int = 64
     max_reference_aspect: float = 8.0
     max_sequence_length: int = 512
     text_encoder_out_layers: tuple[int, ...] = (9, 18, 27)
-    position_scheme: PositionScheme = "index"
-    gradient_checkpointing: bool = False
-    adapter: str | None = None
 
     def __post_init__(self) -> None:
-        _common.resolve_dtype(self.dtype, option="dtype")
-        _common.resolve_dtype(self.autocast_dtype, option="autocast_dtype")
-        for name in ("resolution", "reference_area", "min_reference_side", "max_sequence_length"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        super().__post_init__()
+        self._check_positive_ints("reference_area", "min_reference_side", "max_sequence_length")
         if not self.text_encoder_out_layers or any(int(i) < 0 for i in self.text_encoder_out_layers):
             raise ValueError(
                 "text_encoder_out_layers must be non-negative layer indices, got "
                 f"{self.text_encoder_out_layers}"
-            )
-        if self.position_scheme not in POSITION_SCHEMES:
-            raise ValueError(
-                f"position_scheme must be one of {POSITION_SCHEMES}, got {self.position_scheme!r}"
             )
 
 
@@ -107,28 +86,6 @@ class Flux2Klein(PipelineAdapter):
 
     # -- conditions -----------------------------------------------------------------------------
 
-    @torch.no_grad()
-    def encode_condition(
-        self,
-        prompts: Sequence[str],
-        references: Sequence[Sequence[Any]],
-        *,
-        height: int | None = None,
-        width: int | None = None,
-        negative_prompt: str | None = None,
-    ) -> list[Condition]:
-        """Encode (prompt, ordered references) pairs (see ``Backbone.encode_condition``)."""
-        if isinstance(prompts, str):
-            raise TypeError("prompts must be a sequence of strings (one per sample), got a str")
-        if len(prompts) != len(references):
-            raise ValueError(f"got {len(prompts)} prompts but {len(references)} reference lists")
-        return [
-            self._encode_one(
-                p, r, height=height, width=width, negative_prompt=negative_prompt, where=f" of sample {b}"
-            )
-            for b, (p, r) in enumerate(zip(prompts, references, strict=True))
-        ]
-
     def _prepare_reference(self, image: Any) -> Tensor:
         """Resize down to the area cap, crop to multiples of 16, → `(1, 3, h, w)` in [-1, 1]."""
         processor = self.pipe.image_processor
@@ -150,8 +107,6 @@ class Flux2Klein(PipelineAdapter):
         negative_prompt: str | None,
         where: str,
     ) -> Condition:
-        if not isinstance(prompt, str):
-            raise TypeError(f"prompt{where} must be a str, got {type(prompt).__name__}")
         opts = self.options
         refs = _common.check_references(
             references, min_side=opts.min_reference_side, max_aspect=opts.max_reference_aspect, where=where
@@ -223,63 +178,22 @@ class Flux2Klein(PipelineAdapter):
         )
         return latents
 
-    def _forward(
-        self, hidden: Tensor, timestep: Tensor, embeds: Tensor, txt_ids: Tensor, img_ids: Tensor
-    ) -> Tensor:
-        b = hidden.shape[0]
+    def _forward(self, hidden: Tensor, timestep: Tensor, condition: Condition, *, negative: bool) -> Tensor:
+        embeds = condition.negative_prompt_embeds if negative else condition.prompt_embeds
+        assert embeds is not None
         return self.transformer(
             hidden_states=hidden,
             timestep=timestep,
             guidance=None,
-            encoder_hidden_states=embeds.expand(b, -1, -1),
-            txt_ids=txt_ids,
-            img_ids=img_ids,
+            encoder_hidden_states=embeds.expand(hidden.shape[0], -1, -1),
+            txt_ids=condition.extras["negative_txt_ids" if negative else "txt_ids"],
+            img_ids=condition.extras["img_ids"].to(self._device),
             return_dict=False,
         )[0]
 
-    def velocity(
-        self,
-        latents: Tensor,
-        sigma: float | Tensor,
-        condition: Condition,
-        *,
-        guidance_scale: float = 1.0,
-        adapter: bool = True,
-    ) -> Tensor:
-        """Transformer velocity on ``[x; references]`` sliced to the target; plain CFG when w > 1."""
-        if latents.ndim != 3 or latents.shape[1] != condition.image_seq_len:
-            raise ValueError(
-                f"latents must be (B, L={condition.image_seq_len}, D) for a "
-                f"{condition.height}×{condition.width} "
-                f"target, got {tuple(latents.shape)}"
-            )
-        if guidance_scale > 1.0 and not condition.has_negative:
-            raise ValueError("guidance_scale > 1 needs a condition encoded with negative_prompt=...")
-        b, length = latents.shape[:2]
-        dtype = self.transformer.dtype
-        refs = condition.reference_latents.to(self._device).expand(b, -1, -1)
-        hidden = torch.cat([latents.to(self._device), refs], dim=1).to(dtype)
-        timestep = _common.timesteps(sigma, b, device=self._device, dtype=dtype)
-        img_ids = condition.extras["img_ids"].to(self._device)
-        with (
-            _common.autocast(self._device, self._autocast),
-            _common.adapter_disabled(self.transformer, not adapter),
-        ):
-            v = self._forward(hidden, timestep, condition.prompt_embeds, condition.extras["txt_ids"], img_ids)
-            if guidance_scale > 1.0:
-                assert condition.negative_prompt_embeds is not None
-                v_neg = self._forward(
-                    hidden,
-                    timestep,
-                    condition.negative_prompt_embeds,
-                    condition.extras["negative_txt_ids"],
-                    img_ids,
-                )
-        v = v[:, :length].float()
-        if guidance_scale > 1.0:
-            neg = v_neg[:, :length].float()
-            v = neg + guidance_scale * (v - neg)
-        return v
+    def _guide(self, v: Tensor, v_neg: Tensor, guidance_scale: float) -> Tensor:
+        """Plain CFG, as the FLUX.2 pipeline guides."""
+        return v_neg + guidance_scale * (v - v_neg)
 
     # -- latents and images -----------------------------------------------------------------------
 

@@ -10,8 +10,7 @@ from torch import Tensor
 from rewardkit.backbone import Condition
 from rewardkit.core.schedules import exponential_shift_sigmas, qwen_image_mu
 from rewardkit_backbones import _common
-from rewardkit_backbones._common import POSITION_SCHEMES, PositionScheme
-from rewardkit_backbones._pipeline_adapter import PipelineAdapter, load_pipeline
+from rewardkit_backbones._pipeline_adapter import AdapterOptions, PipelineAdapter, load_pipeline
 from rewardkit_backbones.qwen_image_edit.positions import _SchemeRope
 
 __all__ = ["NAME", "QwenImageEdit", "QwenImageEditOptions", "load"]
@@ -20,16 +19,14 @@ NAME = "qwen-image-edit-2511"
 
 
 @dataclass(frozen=True)
-class QwenImageEditOptions:
+class QwenImageEditOptions(AdapterOptions):
     """Options of the Qwen-Image-Edit-2511 adapter (``load_backbone(..., **options)``).
 
+    Besides [`AdapterOptions`][rewardkit_backbones._pipeline_adapter.AdapterOptions] (device,
+    dtype, autocast_dtype, resolution — here the target *area* ``resolution²`` —,
+    position_scheme, gradient_checkpointing, adapter):
+
     Attributes:
-        device: where to run (None: CUDA if available, else CPU).
-        dtype: dtype of the loaded weights: ``"float32"``, ``"bfloat16"`` (recommended for
-            real weights on GPU) or ``"float16"``. LoRA weights are always float32.
-        autocast_dtype: mixed-precision dtype of the transformer forward (rollout and training
-            alike, so the old and new log-probs match), or None for none.
-        resolution: target side when the size is not given: area ``resolution²``.
         auto_resize: take the target aspect ratio from the last reference (else square).
         vae_reference_area: pixel area each reference is resized to before the VAE (the
             pipeline's ``VAE_IMAGE_SIZE``, 1024²; DyRef trains with 512²).
@@ -37,37 +34,19 @@ class QwenImageEditOptions:
             encoder (the pipeline's ``CONDITION_IMAGE_SIZE``, 384²).
         min_reference_side: smallest accepted reference side in pixels.
         max_sequence_length: longest accepted prompt (text tokens after the template drop).
-        position_scheme: ``"index"`` (the model's own), ``"offset"`` or ``"diagonal"``.
-        gradient_checkpointing: checkpoint transformer blocks in the training forward.
-        adapter: directory of a LoRA adapter to load at start (e.g. the SFT adapter).
     """
 
-    device: str | None = None
-    dtype: str = "float32"
-    autocast_dtype: str | None = "bfloat16"
-    resolution: int = 512
     auto_resize: bool = True
     vae_reference_area: int = 1024 * 1024
     text_reference_area: int = 384 * 384
     min_reference_side: int = 32
     max_sequence_length: int = 1024
-    position_scheme: PositionScheme = "index"
-    gradient_checkpointing: bool = False
-    adapter: str | None = None
 
     def __post_init__(self) -> None:
-        _common.resolve_dtype(self.dtype, option="dtype")
-        _common.resolve_dtype(self.autocast_dtype, option="autocast_dtype")
-        for name in ("resolution", "vae_reference_area", "text_reference_area", "min_reference_side"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        super().__post_init__()
+        self._check_positive_ints("vae_reference_area", "text_reference_area", "min_reference_side")
         if self.max_sequence_length > 1024 or self.max_sequence_length < 1:
             raise ValueError(f"max_sequence_length must be in 1 … 1024, got {self.max_sequence_length}")
-        if self.position_scheme not in POSITION_SCHEMES:
-            raise ValueError(
-                f"position_scheme must be one of {POSITION_SCHEMES}, got {self.position_scheme!r}"
-            )
 
 
 class QwenImageEdit(PipelineAdapter):
@@ -125,28 +104,6 @@ class QwenImageEdit(PipelineAdapter):
             )
         return int(h), int(w)
 
-    @torch.no_grad()
-    def encode_condition(
-        self,
-        prompts: Sequence[str],
-        references: Sequence[Sequence[Any]],
-        *,
-        height: int | None = None,
-        width: int | None = None,
-        negative_prompt: str | None = None,
-    ) -> list[Condition]:
-        """Encode (prompt, ordered references) pairs (see ``Backbone.encode_condition``)."""
-        if isinstance(prompts, str):
-            raise TypeError("prompts must be a sequence of strings (one per sample), got a str")
-        if len(prompts) != len(references):
-            raise ValueError(f"got {len(prompts)} prompts but {len(references)} reference lists")
-        return [
-            self._encode_one(
-                p, r, height=height, width=width, negative_prompt=negative_prompt, where=f" of sample {b}"
-            )
-            for b, (p, r) in enumerate(zip(prompts, references, strict=True))
-        ]
-
     def _encode_one(
         self,
         prompt: str,
@@ -157,8 +114,6 @@ class QwenImageEdit(PipelineAdapter):
         negative_prompt: str | None,
         where: str,
     ) -> Condition:
-        if not isinstance(prompt, str):
-            raise TypeError(f"prompt{where} must be a str, got {type(prompt).__name__}")
         opts = self.options
         refs = _common.check_references(references, min_side=opts.min_reference_side, where=where)
         target_h, target_w = self._target_size(height, width, refs[-1])
@@ -229,65 +184,30 @@ class QwenImageEdit(PipelineAdapter):
         )
         return latents
 
-    def _forward(
-        self, hidden: Tensor, timestep: Tensor, embeds: Tensor, mask: Tensor | None, shapes: list[Any]
-    ) -> Tensor:
-        b = hidden.shape[0]
+    def _forward(self, hidden: Tensor, timestep: Tensor, condition: Condition, *, negative: bool) -> Tensor:
+        b, patch = hidden.shape[0], self.multiple_of
+        grid = [(1, condition.height // patch, condition.width // patch)]
+        grid += [(1, h // patch, w // patch) for h, w in condition.reference_sizes]
+        embeds, mask = (
+            (condition.negative_prompt_embeds, condition.negative_prompt_mask)
+            if negative
+            else (condition.prompt_embeds, condition.prompt_mask)
+        )
+        assert embeds is not None
         return self.transformer(
             hidden_states=hidden,
             timestep=timestep,
             guidance=None,
             encoder_hidden_states=embeds.expand(b, -1, -1),
             encoder_hidden_states_mask=None if mask is None else mask.expand(b, -1),
-            img_shapes=shapes,
+            img_shapes=[grid] * b,
             return_dict=False,
         )[0]
 
-    def velocity(
-        self,
-        latents: Tensor,
-        sigma: float | Tensor,
-        condition: Condition,
-        *,
-        guidance_scale: float = 1.0,
-        adapter: bool = True,
-    ) -> Tensor:
-        """Transformer velocity on ``[x; references]`` sliced to the target; true CFG when w > 1."""
-        if latents.ndim != 3 or latents.shape[1] != condition.image_seq_len:
-            raise ValueError(
-                f"latents must be (B, L={condition.image_seq_len}, D) for a "
-                f"{condition.height}×{condition.width} "
-                f"target, got {tuple(latents.shape)}"
-            )
-        if guidance_scale > 1.0 and not condition.has_negative:
-            raise ValueError("guidance_scale > 1 needs a condition encoded with negative_prompt=...")
-        b, length = latents.shape[:2]
-        dtype = self.transformer.dtype
-        refs = condition.reference_latents.to(self._device).expand(b, -1, -1)
-        hidden = torch.cat([latents.to(self._device), refs], dim=1).to(dtype)
-        timestep = _common.timesteps(sigma, b, device=self._device, dtype=dtype)
-        patch = self.multiple_of
-        grid = [(1, condition.height // patch, condition.width // patch)]
-        grid += [(1, h // patch, w // patch) for h, w in condition.reference_sizes]
-        shapes = [grid] * b
-        with (
-            _common.autocast(self._device, self._autocast),
-            _common.adapter_disabled(self.transformer, not adapter),
-        ):
-            v = self._forward(hidden, timestep, condition.prompt_embeds, condition.prompt_mask, shapes)[
-                :, :length
-            ]
-            if guidance_scale > 1.0:
-                assert condition.negative_prompt_embeds is not None
-                v_neg = self._forward(
-                    hidden, timestep, condition.negative_prompt_embeds, condition.negative_prompt_mask, shapes
-                )[:, :length]
-        v = v.float()
-        if guidance_scale > 1.0:
-            combined = v_neg.float() + guidance_scale * (v - v_neg.float())
-            # True CFG keeps the conditional velocity's norm per token.
-            v = combined * (v.norm(dim=-1, keepdim=True) / combined.norm(dim=-1, keepdim=True))
-        return v
+    def _guide(self, v: Tensor, v_neg: Tensor, guidance_scale: float) -> Tensor:
+        """Qwen's true CFG: the guided velocity rescaled to the conditional one's norm per token."""
+        combined = v_neg + guidance_scale * (v - v_neg)
+        return combined * (v.norm(dim=-1, keepdim=True) / combined.norm(dim=-1, keepdim=True))
 
     def pack_latents(self, latents: Tensor) -> Tensor:
         """`(B, C, h, w)` → `(B, h/2 · w/2, 4C)` (2×2 patches, channel-major inside a patch)."""
