@@ -11,7 +11,7 @@ import importlib
 import math
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,7 +28,7 @@ from rewardkit.recipes.config import (
     config_to_dict,
     load_config,
 )
-from rewardkit.training import CheckpointError, latest_checkpoint, load_lora
+from rewardkit.training import CheckpointError, LoraExport, latest_checkpoint, load_lora
 
 __all__ = [
     "Dist",
@@ -58,8 +58,24 @@ C = TypeVar("C", bound=BaseModel)
 # ----------------------------------------------------------------------------------------------
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options shared by ``rewardkit sft`` and ``rewardkit grpo``."""
+@dataclass
+class StageResult:
+    """What a recipe's ``train`` returns (each recipe documents its ``history`` records).
+
+    Attributes:
+        history: one record per epoch.
+        adapter_dir: the final adapter in the backbone's format.
+        export: the diffusers file and peft folder, or None on non-main processes.
+    """
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    adapter_dir: Path | None = None
+    export: LoraExport | None = None
+
+
+def add_arguments(parser: argparse.ArgumentParser, *, epilog: str) -> None:
+    """The options shared by ``rewardkit sft`` and ``rewardkit grpo``; ``epilog`` ends ``--help``."""
+    parser.epilog = epilog + " See docs/training.md for every config key."
     parser.add_argument("--config", metavar="YAML", help="YAML config file (sections as in the docs)")
     parser.add_argument(
         "--set",

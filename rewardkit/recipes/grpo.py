@@ -30,7 +30,7 @@ import itertools
 import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -58,7 +58,6 @@ from rewardkit.recipes.registry import (
 from rewardkit.rewards import RewardSet
 from rewardkit.training import (
     EMAState,
-    LoraExport,
     capture_rng_state,
     ema_decay,
     ema_init,
@@ -77,7 +76,7 @@ _RESUMABLE = ("log", "train.epochs", "eval", "data.eval", "data.eval_limit", "ex
 
 
 @dataclass
-class GRPOResult:
+class GRPOResult(rc.StageResult):
     """What [`train`][rewardkit.recipes.grpo.train] returns.
 
     Attributes:
@@ -86,19 +85,16 @@ class GRPOResult:
         export: the diffusers file and peft folder, or None on non-main processes.
     """
 
-    history: list[dict[str, float]] = field(default_factory=list)
-    adapter_dir: Path | None = None
-    export: LoraExport | None = None
-
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the ``rewardkit grpo`` arguments."""
-    parser.epilog = (
-        "Example: rewardkit grpo --config grpo.yaml --adapter runs/sft/adapter --output-dir runs/grpo. "
-        "Multi-GPU: accelerate launch --multi_gpu --num_processes 8 -m rewardkit.cli grpo ... "
-        "See docs/training.md for every config key."
+    rc.add_arguments(
+        parser,
+        epilog=(
+            "Example: rewardkit grpo --config grpo.yaml --adapter runs/sft/adapter --output-dir runs/grpo. "
+            "Multi-GPU: accelerate launch --multi_gpu --num_processes 8 -m rewardkit.cli grpo ..."
+        ),
     )
-    rc.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -20,7 +20,7 @@ averaged), resumable checkpoints. The output folder ends with ``adapter/`` (whic
 import argparse
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -39,7 +39,6 @@ from rewardkit.recipes._data import EncodedSplit
 from rewardkit.recipes._metrics import MetricLogger, Stats, plot_history
 from rewardkit.recipes.config import ConfigError, SFTConfig, config_fingerprint
 from rewardkit.training import (
-    LoraExport,
     capture_rng_state,
     export_lora,
     load_checkpoint,
@@ -54,7 +53,7 @@ _RESUMABLE = ("log", "train.epochs", "data.eval", "data.eval_limit", "extra_impo
 
 
 @dataclass
-class SFTResult:
+class SFTResult(rc.StageResult):
     """What [`train`][rewardkit.recipes.sft.train] returns.
 
     Attributes:
@@ -63,18 +62,13 @@ class SFTResult:
         export: the diffusers file and peft folder, or None on non-main processes.
     """
 
-    history: list[dict[str, float]] = field(default_factory=list)
-    adapter_dir: Path | None = None
-    export: LoraExport | None = None
-
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the ``rewardkit sft`` arguments."""
-    parser.epilog = (
-        "Example: rewardkit sft --config sft.yaml --set train.epochs=2 --output-dir runs/sft. "
-        "See docs/training.md for every config key."
+    rc.add_arguments(
+        parser,
+        epilog=("Example: rewardkit sft --config sft.yaml --set train.epochs=2 --output-dir runs/sft."),
     )
-    rc.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
