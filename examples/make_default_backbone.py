@@ -37,7 +37,10 @@ three and for more references, and for the lighting types it never saw)::
         --steps 3000 --accumulate 8 --noise-draws 4 --lr 1.5e-3 --threads 1 --eval-every 250
 
 (``--stop-after`` ends a phase early on the schedule of ``--steps``; ``pretraining.json``
-records the phase that made the shipped weights and its last PSNR check.) Without
+records the phase that made the shipped weights and its last PSNR check.) Phase 1 of the shipped
+weights saw OmniRef-mini's earlier lighting reference (a grey room; now a white room under the
+same light, so that the lighting metric ranks the ground truth first): re-running phase 1 today
+trains on the new one. Phase 2 has no lighting type, and Stage I learns the new reference. Without
 ``--reuse-codec`` the script first trains the VAE (about 15 minutes).
 
 ``--noise-draws k`` noises every scene at k levels in one batched forward (per-sample σ): on
