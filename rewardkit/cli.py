@@ -18,6 +18,7 @@ SUBCOMMANDS: Final[dict[str, tuple[str, str]]] = {
     "sft": ("rewardkit.recipes.sft", "Stage I: supervised flow-matching fine-tuning of a LoRA adapter"),
     "grpo": ("rewardkit.recipes.grpo", "Stage II: Flow-GRPO with GDPO advantages, DAR and DRS"),
     "eval": ("rewardkit.evaluation.cli", "OmniRef-Bench-style evaluation: tables, JSON summary, plots"),
+    "data": ("rewardkit.data.pipeline.cli", "build a training set with the data construction pipeline"),
     "config-schema": (
         "rewardkit.recipes.config_schema",
         "print the JSON Schema of the sft or grpo config (editor completion of YAML files)",

@@ -101,7 +101,8 @@ class SyntheticInstance:
         target: the composed ground-truth image.
         subject_boxes: ``(x1, y1, x2, y2)`` of each subject in the target, in prompt order.
         pose_keypoints: `(17, 3)` keypoints of the person in the target (pose categories).
-        lighting_reference: index of the lighting reference, if any (for convenience).
+        subject_masks: `(H, W)` boolean mask of each subject in the target, in prompt order
+            (the pixels it was painted on; a pose skeleton may be drawn over them).
     """
 
     category: str
@@ -110,6 +111,7 @@ class SyntheticInstance:
     target: Image
     subject_boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
     pose_keypoints: NDArray[np.float64] | None = None
+    subject_masks: list[NDArray[np.bool_]] = field(default_factory=list)
 
 
 def _grid(size: int) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
@@ -340,11 +342,12 @@ def make_instance(
     has_pose = "pose" in types
     background = _background(background_kind, size, rng)
     target = background.copy() if "bg" in types else np.ones((size, size, 3), np.float32)
+    slots = _slots(n_subjects, size, rng, leave_centre=has_pose)
     boxes = [
-        _paint_subject(target, spec, cx, cy, r)
-        for spec, (cx, cy, r) in zip(
-            subjects, _slots(n_subjects, size, rng, leave_centre=has_pose), strict=True
-        )
+        _paint_subject(target, spec, cx, cy, r) for spec, (cx, cy, r) in zip(subjects, slots, strict=True)
+    ]
+    masks = [
+        _shape_mask(spec.shape, size, cx, cy, r) for spec, (cx, cy, r) in zip(subjects, slots, strict=True)
     ]
     keypoints = None
     if has_pose:
@@ -378,7 +381,7 @@ def make_instance(
         references.append(("style", style, _apply_style(other, style)))
         phrases.append(f"all in the {style} style of image {len(references)}")
     prompt = "Compose " + ", ".join(phrases) + "."
-    return SyntheticInstance(category, prompt, references, target, boxes, keypoints)
+    return SyntheticInstance(category, prompt, references, target, boxes, keypoints, masks)
 
 
 def _save_png(image: Image, path: Path) -> None:

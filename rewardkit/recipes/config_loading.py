@@ -39,6 +39,7 @@ __all__ = [
     "config_to_dict",
     "deep_merge",
     "load_config",
+    "load_model",
 ]
 
 M = TypeVar("M", bound=BaseModel)
@@ -264,6 +265,28 @@ def load_config(
         if _get(data, section, key) == "":
             problems.append(f"{section}.{key}: {message}")
     problems.extend(_unregistered(data))
+    if problems or config is None:
+        raise ConfigError(*problems)
+    return config
+
+
+def load_model(cls: type[M], *, path: str | Path | None = None, overrides: Sequence[str] = ()) -> M:
+    """Any config model from YAML and ``--set`` overrides: defaults ← YAML ← overrides.
+
+    The recipes add their backbone layer in [`load_config`][rewardkit.recipes.config_loading.load_config];
+    other commands (``rewardkit data build``) read their config with this.
+
+    Raises:
+        ConfigError: every problem found, one ``section.key: message`` line each.
+    """
+    problems: list[str] = []
+    raw: dict[str, Any] = _read_yaml(path) if path is not None else {}
+    data = _with_overrides(raw, overrides, problems)
+    config: M | None = None
+    try:
+        config = cls.model_validate(data)
+    except ValidationError as err:
+        problems.extend(_describe(err, cls))
     if problems or config is None:
         raise ConfigError(*problems)
     return config

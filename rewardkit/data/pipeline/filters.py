@@ -1,0 +1,82 @@
+"""Model-free record filters (stage 6); model-backed ones (MLLM judge, metrics) plug in by name."""
+
+import numpy as np
+
+from rewardkit.data.pipeline.record import DataRecord
+from rewardkit.data.pipeline.steps import FilterResult, RecordImages
+
+__all__ = ["DistinctReferences", "MinSubjectArea", "SubjectsFound"]
+
+
+class SubjectsFound:
+    """Drops a record where the grounder or segmenter missed a subject.
+
+    Score: the fraction of subjects with a box and a non-empty mask.
+    """
+
+    name = "subjects_found"
+
+    def check(self, record: DataRecord, images: RecordImages) -> FilterResult:
+        """The verdict on one record."""
+        found = [m is not None and bool(m.any()) for m in images.masks]
+        score = sum(found) / max(1, len(found))
+        missing = [record.spec.subjects[i].name for i, ok in enumerate(found) if not ok]
+        return FilterResult(
+            score, not missing, f"not found in the target: {', '.join(missing)}" if missing else ""
+        )
+
+
+class MinSubjectArea:
+    """Drops a record whose smallest subject covers less than ``min_fraction`` of the target.
+
+    Args:
+        min_fraction: smallest accepted mask area over the image area (a crop that small makes
+            a reference of a few pixels).
+    """
+
+    name = "min_subject_area"
+
+    def __init__(self, min_fraction: float = 0.002) -> None:
+        if not 0 <= min_fraction < 1:
+            raise ValueError(f"min_fraction must be in [0, 1), got {min_fraction}")
+        self.min_fraction = float(min_fraction)
+
+    def check(self, record: DataRecord, images: RecordImages) -> FilterResult:
+        """The verdict on one record."""
+        area = images.target.shape[0] * images.target.shape[1]
+        fractions = [0.0 if m is None else float(m.sum()) / area for m in images.masks]
+        smallest = min(fractions, default=0.0)
+        keep = smallest >= self.min_fraction
+        return FilterResult(
+            smallest, keep, "" if keep else f"smallest subject covers {smallest:.4f} < {self.min_fraction}"
+        )
+
+
+class DistinctReferences:
+    """Drops a record with two near-identical references (an edit that did nothing).
+
+    Args:
+        min_rms: smallest accepted RMS distance (0–1 scale) between two same-size references.
+    """
+
+    name = "distinct_references"
+
+    def __init__(self, min_rms: float = 0.02) -> None:
+        if not min_rms >= 0:
+            raise ValueError(f"min_rms must be >= 0, got {min_rms}")
+        self.min_rms = float(min_rms)
+
+    def check(self, record: DataRecord, images: RecordImages) -> FilterResult:
+        """The verdict on one record."""
+        refs = [r.astype(np.float64) / 255 for r in images.references]
+        closest = float("inf")
+        pair = (0, 0)
+        for i in range(len(refs)):
+            for j in range(i + 1, len(refs)):
+                if refs[i].shape == refs[j].shape:
+                    rms = float(np.sqrt(np.mean((refs[i] - refs[j]) ** 2)))
+                    if rms < closest:
+                        closest, pair = rms, (i + 1, j + 1)
+        keep = closest >= self.min_rms
+        score = closest if np.isfinite(closest) else 1.0
+        return FilterResult(score, keep, "" if keep else f"images {pair[0]} and {pair[1]} are near-identical")
