@@ -34,8 +34,14 @@ STAGES: Final[dict[str, type]] = {
     "filters": RecordFilter,
 }
 
+def _chat_text(**options: Any) -> Any:
+    from rewardkit.data.pipeline.chat_text import ChatText  # loads the judges' client on use only
+
+    return ChatText(**options)
+
+
 _REGISTRY: dict[str, dict[str, Callable[..., Any]]] = {
-    "text": {"procedural": procedural.ProceduralText},
+    "text": {"procedural": procedural.ProceduralText, "chat": _chat_text},
     "images": {"procedural": procedural.ProceduralImages},
     "grounding": {"procedural": procedural.ProceduralGrounder},
     "segmentation": {"procedural": procedural.ProceduralSegmenter, "colour": procedural.ColourSegmenter},
