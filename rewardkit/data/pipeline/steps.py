@@ -2,7 +2,7 @@ r"""The construction stages as protocols, and the model-free steps as pure funct
 
 DyRef's data (seed paper, App. B.2) is made in stages; each model-backed stage is a protocol
 here, implemented by providers (an offline procedural set in
-[`providers`][rewardkit.data.pipeline.providers]; model-backed ones plug in by name or
+[`procedural`][rewardkit.data.pipeline.procedural]; model-backed ones plug in by name or
 ``module:attr``):
 
 1. **text** — [`TextProvider`][rewardkit.data.pipeline.steps.TextProvider]: subject instances

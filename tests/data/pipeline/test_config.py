@@ -82,3 +82,26 @@ def test_cli_builds_resumes_and_reports_bad_input_in_one_line(tmp_path: Path, ca
     blocked.write_text("")
     assert main(["data", "build", "--out", str(blocked / "x"), "--set", "records.count=2", "--quiet"]) == 1
     assert capsys.readouterr().err.strip().startswith(f"rewardkit data: cannot write {blocked}")
+
+
+def test_the_example_config_builds(tmp_path: Path) -> None:
+    path = Path(__file__).parents[3] / "examples" / "configs" / "data_offline.yaml"
+    config = load_model(DataConfig, path=path, overrides=[f"output={tmp_path}", "records.count=5"])
+    assert len(config.filters) == 3 and config.records.size == 64
+    assert (
+        main(
+            [
+                "data",
+                "build",
+                "--config",
+                str(path),
+                "--out",
+                str(tmp_path),
+                "--set",
+                "records.count=5",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert json.loads((tmp_path / "summary.json").read_text())["present"] == 5
