@@ -34,6 +34,7 @@ STAGES: Final[dict[str, type]] = {
     "filters": RecordFilter,
 }
 
+
 def _chat_text(**options: Any) -> Any:
     from rewardkit.data.pipeline.chat_text import ChatText  # loads the judges' client on use only
 
