@@ -41,9 +41,15 @@ def _chat_text(**options: Any) -> Any:
     return ChatText(**options)
 
 
+def _model_images(**options: Any) -> Any:
+    from rewardkit.data.pipeline.model_images import ModelImages  # loads diffusers on use only
+
+    return ModelImages(**options)
+
+
 _REGISTRY: dict[str, dict[str, Callable[..., Any]]] = {
     "text": {"procedural": procedural.ProceduralText, "chat": _chat_text},
-    "images": {"procedural": procedural.ProceduralImages},
+    "images": {"procedural": procedural.ProceduralImages, "models": _model_images},
     "grounding": {"procedural": procedural.ProceduralGrounder},
     "segmentation": {"procedural": procedural.ProceduralSegmenter, "colour": procedural.ColourSegmenter},
     "pose": {"procedural": procedural.ProceduralPose},

@@ -37,6 +37,7 @@ from rewardkit.data.pipeline.steps import (
     skeleton_image,
     subject_reference,
 )
+from rewardkit.evaluation._images import save_png
 
 __all__ = ["Providers", "ShardReport", "finalize", "make_record", "plan_records", "run_shard", "shard_path"]
 
@@ -113,15 +114,6 @@ def plan_records(
     return plans
 
 
-def _save_png(image: Image, path: Path) -> None:
-    from PIL import Image as PILImage  # only when writing files
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    PILImage.fromarray(np.ascontiguousarray(image)).save(tmp, format="PNG")
-    os.replace(tmp, path)  # a kill leaves the old file or the new one, never half of one
-
-
 def _check_image(name: str, image: Any, size: int) -> Image:
     array = np.asarray(image)
     if array.shape != (size, size, 3) or array.dtype != np.uint8:
@@ -194,7 +186,7 @@ def make_record(plan: RecordPlan, providers: Providers, split_dir: Path) -> Data
             record.dropped_by, record.reason = check.name, verdict.reason
     if record.kept:
         for written, pixels in images:
-            _save_png(pixels, split_dir / written.path)
+            save_png(pixels, split_dir / written.path)
         if record.pose_keypoints is not None:
             kp_file = split_dir / f"{case}/pose/keypoints/person.json"
             kp_file.parent.mkdir(parents=True, exist_ok=True)
@@ -205,7 +197,7 @@ def make_record(plan: RecordPlan, providers: Providers, split_dir: Path) -> Data
                 "persons": [{"person_id": 0, "keypoints": flat}],
             }
             kp_file.write_text(json.dumps(content))
-        _save_png(target, split_dir / record.target)
+        save_png(target, split_dir / record.target)
     return record
 
 
