@@ -148,13 +148,14 @@ def test_default_run_improves_stage_by_stage(tmp_path: Path) -> None:
     avg = {m: summary["methods"][m]["objective"]["avg"] for m in ("base", "sft", "rl")}
     fidelity = {m: summary["methods"][m]["fidelity"] for m in ("base", "sft", "rl")}
     psnr = {m: f["psnr"] for m, f in fidelity.items()}
-    # measured at seed 0 (one thread): PSNR 12.84 → 13.54 → 13.63 dB, Obj Avg 0.6483 → 0.6491
-    # → 0.6515. Stage I's PSNR gain is robust; Stage II's (+0.10 dB) and the Obj Avg steps are
-    # within what another thread count can change, so those are checked as "no loss" bounds.
+    # measured at seed 0 (two threads): PSNR 12.96 → 13.61 → 13.76 dB, Obj Avg 0.6515 → 0.6937
+    # → 0.7051. Stage I's gains are robust (Stage I learns the lighting references); Stage II's
+    # (+0.15 dB, +0.011) are within what another thread count can change, so they are checked
+    # as "no loss" bounds.
     assert psnr["base"] >= 12.0, psnr
     assert psnr["sft"] > psnr["base"] + 0.3, psnr
     assert psnr["rl"] > psnr["sft"] - 0.2, psnr
-    assert min(avg["sft"], avg["rl"]) > avg["base"] - 0.01 and avg["rl"] > avg["sft"] - 0.01, avg
+    assert avg["sft"] > avg["base"] + 0.02 and avg["rl"] > avg["sft"] - 0.01, avg
     assert fidelity["rl"]["diversity"] >= 0.8 * fidelity["sft"]["diversity"], fidelity
     assert summary["warnings"] == []
     for name in (
@@ -193,3 +194,30 @@ def test_quick_ablation_writes_its_table(tmp_path: Path) -> None:
     for row, method in (("full", "rl"), ("sft_only", "sft")):
         got, expected = ablation["methods"][row]["objective"], summary["methods"][method]["objective"]
         assert got == pytest.approx(expected, rel=1e-5), row
+
+
+@pytest.mark.slow
+def test_quick_run_trains_on_a_dataset_built_by_the_pipeline(tmp_path: Path) -> None:
+    """``rewardkit data build`` (offline config) makes data that the main job trains and evaluates on."""
+    from rewardkit.cli import main as rewardkit_main
+
+    config = ROOT / "examples" / "configs" / "data_offline.yaml"
+    data = tmp_path / "data"
+    overrides = ["--set", "records.count=40", "--set", "records.test_fraction=0.2"]
+    assert (
+        rewardkit_main(["data", "build", "--config", str(config), "--out", str(data), *overrides, "--quiet"])
+        == 0
+    )
+    built = json.loads((data / "summary.json").read_text())
+    out = tmp_path / "run"
+    assert (
+        dyref.main(
+            ["--quick", "--seed", "0", "--data", str(data / "train" / "metadata.json"), "--out", str(out)]
+        )
+        == 0
+    )
+    summary = json.loads((out / "summary.json").read_text())
+    for method in ("base", "sft", "rl"):
+        assert summary["methods"][method]["n_instances"] == built["kept"]["test"]
+    assert len(list((out / "images" / "rl").glob("*.png"))) == built["kept"]["test"]
+    assert (out / "sft" / "adapter").is_dir() and (out / "grpo" / "adapter").is_dir()
