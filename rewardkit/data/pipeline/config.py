@@ -47,12 +47,29 @@ def _model_images(**options: Any) -> Any:
     return ModelImages(**options)
 
 
+def _vision(name: str) -> Callable[..., Any]:
+    def factory(**options: Any) -> Any:
+        from rewardkit.data.pipeline import vision_models  # loads transformers on use only
+
+        return getattr(vision_models, name)(**options)
+
+    factory.__name__ = name
+    return factory
+
+
 _REGISTRY: dict[str, dict[str, Callable[..., Any]]] = {
     "text": {"procedural": procedural.ProceduralText, "chat": _chat_text},
     "images": {"procedural": procedural.ProceduralImages, "models": _model_images},
-    "grounding": {"procedural": procedural.ProceduralGrounder},
-    "segmentation": {"procedural": procedural.ProceduralSegmenter, "colour": procedural.ColourSegmenter},
-    "pose": {"procedural": procedural.ProceduralPose},
+    "grounding": {
+        "procedural": procedural.ProceduralGrounder,
+        "grounding-dino": _vision("GroundingDinoGrounder"),
+    },
+    "segmentation": {
+        "procedural": procedural.ProceduralSegmenter,
+        "colour": procedural.ColourSegmenter,
+        "sam": _vision("SamSegmenter"),
+    },
+    "pose": {"procedural": procedural.ProceduralPose, "vitpose": _vision("VitPoseEstimator")},
     "filters": {
         "subjects_found": builtin_filters.SubjectsFound,
         "min_subject_area": builtin_filters.MinSubjectArea,

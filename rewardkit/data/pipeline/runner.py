@@ -121,6 +121,16 @@ def _check_image(name: str, image: Any, size: int) -> Image:
     return array
 
 
+def _within(mask: NDArray[np.bool_], box: Box) -> NDArray[np.bool_]:
+    """``mask`` with everything outside ``box`` cleared (the box's pixel range, as cropped)."""
+    h, w = mask.shape
+    x1, y1 = max(0, int(np.floor(box[0]))), max(0, int(np.floor(box[1])))
+    x2, y2 = min(w, int(np.ceil(box[2]))), min(h, int(np.ceil(box[3])))
+    out = np.zeros_like(mask, dtype=bool)
+    out[y1:y2, x1:x2] = mask[y1:y2, x1:x2]
+    return out
+
+
 def make_record(plan: RecordPlan, providers: Providers, split_dir: Path) -> DataRecord:
     """Run every stage for one record; write its images (if it is kept) under ``split_dir``.
 
@@ -140,7 +150,10 @@ def make_record(plan: RecordPlan, providers: Providers, split_dir: Path) -> Data
     boxes: list[Box | None] = list(providers.grounder.boxes(target, names, plan=plan))
     found = [b for b in boxes if b is not None]
     found_masks = iter(providers.segmenter.masks(target, found, plan=plan) if found else [])
-    masks: list[NDArray[np.bool_] | None] = [None if b is None else next(found_masks) for b in boxes]
+    # A mask counts inside its box only (SAM-style masks may bleed; the crop is the box anyway).
+    masks: list[NDArray[np.bool_] | None] = [
+        None if b is None else _within(next(found_masks), b) for b in boxes
+    ]
     record.boxes = boxes
     missing = [
         n for n, b, m in zip(names, boxes, masks, strict=True) if b is None or m is None or not m.any()

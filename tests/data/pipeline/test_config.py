@@ -16,7 +16,7 @@ class NotAGrounder:
 
 
 def test_unknown_provider_names_the_stage_and_the_registered_ones() -> None:
-    with pytest.raises(ValueError, match=r"grounding.provider: unknown 'dino'; registered: \['procedural'\]"):
+    with pytest.raises(ValueError, match=r"grounding.provider: unknown 'dino'; registered: \['grounding-dino', 'procedural'\]"):
         build_providers(DataConfig(grounding=ProviderSpec(provider="dino")))
     with pytest.raises(ValueError, match=r"segmentation.options: .*unexpected keyword argument 'level'"):
         build_providers(DataConfig(segmentation=ProviderSpec(provider="colour", options={"level": 3})))
