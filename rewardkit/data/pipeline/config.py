@@ -74,6 +74,7 @@ _REGISTRY: dict[str, dict[str, Callable[..., Any]]] = {
         "subjects_found": builtin_filters.SubjectsFound,
         "min_subject_area": builtin_filters.MinSubjectArea,
         "distinct_references": builtin_filters.DistinctReferences,
+        "reward": builtin_filters.RewardFilter,
     },
 }
 

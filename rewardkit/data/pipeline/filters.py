@@ -1,11 +1,19 @@
-"""Model-free record filters (stage 6); model-backed ones (MLLM judge, metrics) plug in by name."""
+"""Record filters (stage 6): model-free checks, and any rewardkit reward as a threshold filter.
+
+[`RewardFilter`][rewardkit.data.pipeline.filters.RewardFilter] scores the *target* as if it
+were a generated image, with the record's prompt and typed references — so the MLLM judges
+(``omniref_judge``, ``dual_ref_yes_no``) and the similarity rewards of
+`rewardkit.rewards` filter records the way they score generations.
+"""
+
+from typing import Any
 
 import numpy as np
 
 from rewardkit.data.pipeline.record import DataRecord
 from rewardkit.data.pipeline.steps import FilterResult, RecordImages
 
-__all__ = ["DistinctReferences", "MinSubjectArea", "SubjectsFound"]
+__all__ = ["DistinctReferences", "MinSubjectArea", "RewardFilter", "SubjectsFound"]
 
 
 class SubjectsFound:
@@ -80,3 +88,50 @@ class DistinctReferences:
         keep = closest >= self.min_rms
         score = closest if np.isfinite(closest) else 1.0
         return FilterResult(score, keep, "" if keep else f"images {pair[0]} and {pair[1]} are near-identical")
+
+
+_REWARD_KINDS = {"subject": "subject", "background": "background", "lighting": "lighting", "style": "style"}
+
+
+class RewardFilter:
+    """Keeps a record whose target scores at least ``min_score`` under a reward.
+
+    Args:
+        reward: a reward name from [`list_rewards`][rewardkit.rewards.registry.list_rewards]
+            (built with ``options``) or a reward object (``reward(images, contexts)``).
+        min_score: the smallest accepted score (NaN — the reward does not apply or failed —
+            drops the record).
+        name: the filter's name in scores and summaries (default ``"reward:<reward>"``).
+        **options: the reward's options (e.g. ``base_url``, ``model`` for a judge).
+    """
+
+    def __init__(self, reward: Any, *, min_score: float, name: str | None = None, **options: Any) -> None:
+        if isinstance(reward, str):
+            from rewardkit.rewards.registry import load_reward
+
+            label = reward
+            reward = load_reward(reward, **options)
+        else:
+            label = getattr(reward, "name", type(reward).__name__)
+        self.reward = reward
+        self.min_score = float(min_score)
+        self.name = name or f"reward:{label}"
+
+    def check(self, record: DataRecord, images: RecordImages) -> FilterResult:
+        """Score the target with the record's prompt and references."""
+        import torch
+
+        from rewardkit.rewards.protocol import Reference, SampleContext
+
+        def tensor(image: Any) -> torch.Tensor:
+            return torch.from_numpy(np.array(image, dtype=np.float32) / 255).permute(2, 0, 1)
+
+        references = tuple(
+            Reference(tensor(image), _REWARD_KINDS.get(ref.kind, "pose"), ref.name)  # type: ignore[arg-type]
+            for ref, image in zip(record.references, images.references, strict=True)
+        )
+        context = SampleContext(prompt=record.prompt, targets=(tensor(images.target),), references=references)
+        score = float(self.reward(tensor(images.target)[None], [context]).scores[0])
+        keep = bool(np.isfinite(score) and score >= self.min_score)
+        reason = "" if keep else f"{self.name} scored {score:.4g} < {self.min_score}"
+        return FilterResult(score, keep, reason)

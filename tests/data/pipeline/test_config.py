@@ -16,7 +16,10 @@ class NotAGrounder:
 
 
 def test_unknown_provider_names_the_stage_and_the_registered_ones() -> None:
-    with pytest.raises(ValueError, match=r"grounding.provider: unknown 'dino'; registered: \['grounding-dino', 'procedural'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"grounding.provider: unknown 'dino'; registered: \['grounding-dino', 'procedural'\]",
+    ):
         build_providers(DataConfig(grounding=ProviderSpec(provider="dino")))
     with pytest.raises(ValueError, match=r"segmentation.options: .*unexpected keyword argument 'level'"):
         build_providers(DataConfig(segmentation=ProviderSpec(provider="colour", options={"level": 3})))
@@ -105,3 +108,31 @@ def test_the_example_config_builds(tmp_path: Path) -> None:
         == 0
     )
     assert json.loads((tmp_path / "summary.json").read_text())["present"] == 5
+
+
+@pytest.mark.parametrize("name", ["data_models.yaml", "data_tiny_models.yaml"])
+def test_the_model_configs_are_valid(name: str) -> None:
+    config = load_model(DataConfig, path=Path(__file__).parents[3] / "examples" / "configs" / name)
+    assert config.images.provider == "models" and config.segmentation.provider == "sam"
+
+
+def test_the_tiny_models_config_builds_end_to_end(tmp_path: Path) -> None:
+    path = Path(__file__).parents[3] / "examples" / "configs" / "data_tiny_models.yaml"
+    assert (
+        main(
+            [
+                "data",
+                "build",
+                "--config",
+                str(path),
+                "--out",
+                str(tmp_path),
+                "--set",
+                "records.count=4",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["present"] == 4 and "error" not in summary["dropped"], summary

@@ -65,3 +65,67 @@ def test_colour_segmenter_finds_a_flat_square_on_a_flat_background(x, y, bg, fg)
         assert mask[y : y + 10, x : x + 10].all() and mask.sum() == 100
     else:
         assert not mask.any()
+
+
+class _Recorder:
+    """A reward that returns a fixed score and keeps what it was asked."""
+
+    name = "recorder"
+
+    def __init__(self, score: float) -> None:
+        self.score, self.calls = score, []
+
+    def __call__(self, images, contexts):
+        import torch
+
+        from rewardkit.rewards.protocol import RewardOutput
+
+        self.calls.append((images, contexts))
+        return RewardOutput(torch.full((len(contexts),), self.score))
+
+
+def _built_record(tmp_path):
+    from rewardkit.data.pipeline import make_record, plan_records
+    from rewardkit.data.pipeline.config import DataConfig, build_providers
+
+    plan = plan_records(1, categories={"subject_bg": [3]}, seed=1, size=32)[0]
+    providers = build_providers(DataConfig(filters=[]))
+    record = make_record(plan, providers, tmp_path)
+    from PIL import Image
+
+    target = np.asarray(Image.open(tmp_path / record.target))
+    refs = tuple(np.asarray(Image.open(tmp_path / r.path)) for r in record.references)
+    return record, RecordImages(target, refs, ())
+
+
+@pytest.mark.parametrize(("score", "keep"), [(7.0, True), (4.0, False), (float("nan"), False)])
+def test_reward_filter_scores_the_target_with_the_prompt_and_typed_references(tmp_path, score, keep) -> None:
+    from rewardkit.data.pipeline.filters import RewardFilter
+
+    record, images = _built_record(tmp_path)
+    reward = _Recorder(score)
+    verdict = RewardFilter(reward, min_score=5.0).check(record, images)
+    assert verdict.keep == keep and (verdict.reason == "") == keep
+    ((batch, (context,)),) = reward.calls
+    assert batch.shape == (1, 3, 32, 32) and float(batch.min()) >= 0 and float(batch.max()) <= 1
+    assert context.prompt == record.prompt
+    assert [r.kind for r in context.references] == ["subject", "subject", "background"]
+    assert context.references[0].name == record.spec.subjects[0].name
+
+
+def test_reward_filter_runs_an_mllm_judge(tmp_path) -> None:
+    import rewardkit
+    from rewardkit.data.pipeline.filters import RewardFilter
+    from tests.rewards.judges.server import serve, smart_answer
+
+    record, images = _built_record(tmp_path)
+    with serve(smart_answer) as server:
+        client = rewardkit.ChatClient(base_url=server.url, model="judge", backoff=0.0, max_retries=1)
+        strict = RewardFilter(rewardkit.OmniRefJudge(client), min_score=9.5, name="judge").check(
+            record, images
+        )
+        lenient = RewardFilter(rewardkit.OmniRefJudge(client), min_score=5.0, name="judge").check(
+            record, images
+        )
+    assert 5.0 <= strict.score < 9.5 and not strict.keep and strict.reason.startswith("judge scored")
+    assert lenient.keep and lenient.score == strict.score
