@@ -181,3 +181,34 @@ def test_subject_references_are_cut_from_the_target(tmp_path: Path) -> None:
         for ref in inst.references:
             pixels = np.asarray(Image.open(tmp_path / "train" / ref.path)).reshape(-1, 3)
             assert {tuple(p) for p in pixels} <= colours | {(255, 255, 255)}
+
+
+def test_sigkill_mid_build_then_rerun_loses_and_repeats_nothing(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).parents[3]
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "rewardkit.cli", "data", "build", "--out", str(out), "--quiet",
+               "--set", "records.count=12", "--set", f"records.size={SIZE}",
+               "--set", "text.provider=tests.data.pipeline.slow_text:SlowText"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = shard_path(out, 0, 1)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not log.is_file() or len(log.read_text().splitlines()) < 3):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done = [r["index"] for r in _lines(log)]
+    assert 3 <= len(done) < 12 and done == list(range(len(done)))
+    rerun = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{12 - len(done)} records made" in rerun.stderr
+    assert [r["index"] for r in _lines(log)] == list(range(12))
+    clean = tmp_path / "clean"
+    run_shard(_plans(12, test_fraction=0.1), _providers(), clean)
+    assert log.read_text() == shard_path(clean, 0, 1).read_text()
