@@ -75,6 +75,7 @@ _REGISTRY: dict[str, dict[str, Callable[..., Any]]] = {
         "min_subject_area": builtin_filters.MinSubjectArea,
         "distinct_references": builtin_filters.DistinctReferences,
         "reward": builtin_filters.RewardFilter,
+        "lighting_match": builtin_filters.LightingMatch,
     },
 }
 

@@ -13,7 +13,7 @@ import numpy as np
 from rewardkit.data.pipeline.record import DataRecord
 from rewardkit.data.pipeline.steps import FilterResult, RecordImages
 
-__all__ = ["DistinctReferences", "MinSubjectArea", "RewardFilter", "SubjectsFound"]
+__all__ = ["DistinctReferences", "LightingMatch", "MinSubjectArea", "RewardFilter", "SubjectsFound"]
 
 
 class SubjectsFound:
@@ -135,3 +135,40 @@ class RewardFilter:
         keep = bool(np.isfinite(score) and score >= self.min_score)
         reason = "" if keep else f"{self.name} scored {score:.4g} < {self.min_score}"
         return FilterResult(score, keep, reason)
+
+
+class LightingMatch:
+    """Drops a record whose target is not lit like its lighting reference.
+
+    Scores [`lighting_consistency`][rewardkit.evaluation.lighting.lighting_consistency] (the
+    OmniRef-Bench metric) between the lighting reference and the target; records without a
+    lighting reference score 1 and stay.
+
+    Args:
+        min_score: smallest accepted total (0–1).
+        size: side both images are resized to (the protocol uses 512).
+    """
+
+    name = "lighting_match"
+
+    def __init__(self, min_score: float = 0.6, size: int = 512) -> None:
+        if not 0 <= min_score <= 1:
+            raise ValueError(f"min_score must be in [0, 1], got {min_score}")
+        self.min_score, self.size = float(min_score), int(size)
+
+    def check(self, record: DataRecord, images: RecordImages) -> FilterResult:
+        """The verdict on one record."""
+        from rewardkit.evaluation.lighting import lighting_consistency
+
+        lit = [
+            image
+            for ref, image in zip(record.references, images.references, strict=True)
+            if ref.kind == "lighting"
+        ]
+        if not lit:
+            return FilterResult(1.0, True)
+        score = lighting_consistency(lit[0], images.target, size=self.size).total
+        keep = score >= self.min_score
+        return FilterResult(
+            score, keep, "" if keep else f"lit unlike its reference ({score:.3f} < {self.min_score})"
+        )

@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rewardkit.data.pipeline import DataRecord, RecordImages, SceneSpec, Subject
+from rewardkit.data.pipeline import DataRecord, FilterResult, RecordImages, SceneSpec, Subject
 from rewardkit.data.pipeline.filters import DistinctReferences, MinSubjectArea, SubjectsFound
 from rewardkit.data.pipeline.procedural import ColourSegmenter
 from rewardkit.data.pipeline.steps import RecordPlan
@@ -129,3 +129,30 @@ def test_reward_filter_runs_an_mllm_judge(tmp_path) -> None:
         )
     assert 5.0 <= strict.score < 9.5 and not strict.keep and strict.reason.startswith("judge scored")
     assert lenient.keep and lenient.score == strict.score
+
+
+def test_lighting_match_keeps_the_right_light_and_drops_the_mirrored_one(tmp_path) -> None:
+    from PIL import Image
+
+    from rewardkit.data.pipeline import make_record, plan_records
+    from rewardkit.data.pipeline.config import DataConfig, build_providers
+    from rewardkit.data.pipeline.filters import LightingMatch
+
+    providers = build_providers(DataConfig(filters=[]))
+    for plan in plan_records(4, categories={"subject_lighting": [3, 4]}, seed=5, size=64):
+        record = make_record(plan, providers, tmp_path)
+        target = np.asarray(Image.open(tmp_path / record.target))
+        refs = tuple(np.asarray(Image.open(tmp_path / r.path)) for r in record.references)
+        right = LightingMatch(0.0, size=128).check(record, RecordImages(target, refs, ()))
+        mirrored = LightingMatch(0.0, size=128).check(
+            record, RecordImages(target[::-1, ::-1].copy(), refs, ())
+        )
+        assert right.score > mirrored.score
+        assert LightingMatch(right.score, size=128).check(record, RecordImages(target, refs, ())).keep
+    no_light = plan_records(1, categories={"subject": [2]}, seed=5, size=64)[0]
+    record = make_record(no_light, providers, tmp_path)
+    refs = tuple(np.asarray(Image.open(tmp_path / r.path)) for r in record.references)
+    blank = RecordImages(np.zeros((64, 64, 3), np.uint8), refs, ())
+    assert LightingMatch(0.99).check(record, blank) == FilterResult(1.0, True)
+    with pytest.raises(ValueError, match="min_score"):
+        LightingMatch(1.5)
