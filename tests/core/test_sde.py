@@ -64,14 +64,14 @@ def test_means_follow_each_papers_formula() -> None:
     for kind in KINDS:
         step = rewardkit.sde_step(x, v, s, sn, kind=kind, noise_level=a, generator=gen)
         torch.testing.assert_close(step.mean, want[kind], rtol=1e-12, atol=1e-12)
-        torch.testing.assert_close(step.std, torch.full((3,), stds[kind], dtype=torch.float64))
+        torch.testing.assert_close(step.noise_std, torch.full((3,), stds[kind], dtype=torch.float64))
 
 
 def test_next_is_mean_plus_std_times_the_given_noise() -> None:
     x, v = latents((2, 6, 3))
     noise = torch.randn(2, 6, 3, generator=torch.Generator().manual_seed(5))
     step = rewardkit.sde_step(x, v, 0.9, 0.8, noise=noise)
-    torch.testing.assert_close(step.next, step.mean + step.std.view(-1, 1, 1) * noise)
+    torch.testing.assert_close(step.next, step.mean + step.noise_std.view(-1, 1, 1) * noise)
     # A generator draws the same ε as torch.randn with that generator.
     drawn = rewardkit.sde_step(x, v, 0.9, 0.8, generator=torch.Generator().manual_seed(5))
     assert torch.equal(drawn.next, step.next)
@@ -83,7 +83,7 @@ def test_gaussian_log_prob_is_the_mean_normal_log_density(kind) -> None:
     step = rewardkit.sde_step(
         x, v, 0.7, 0.5, kind=kind, noise_level=0.8, generator=torch.Generator().manual_seed(2)
     )
-    density = torch.distributions.Normal(step.mean, step.std.view(-1, 1, 1)).log_prob(step.next)
+    density = torch.distributions.Normal(step.mean, step.noise_std.view(-1, 1, 1)).log_prob(step.next)
     torch.testing.assert_close(step.log_prob, density.mean(dim=(1, 2)), rtol=1e-12, atol=1e-12)
 
 
@@ -105,7 +105,7 @@ def test_ode_kind_is_exactly_the_euler_step(dtype) -> None:
         cd = torch.float64 if dtype == torch.float64 else torch.float32
         assert torch.equal(step.next, (x.to(cd) + v.to(cd) * (sn - s)).to(dtype))
         assert step.next.dtype == dtype and step.log_prob.dtype == cd
-        assert bool((step.std == 0).all())
+        assert bool((step.noise_std == 0).all())
 
 
 @pytest.mark.parametrize("kind", ["flow_sde", "dance_sde"])
