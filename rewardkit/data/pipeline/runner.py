@@ -12,10 +12,11 @@ filter dropped and why).
 import json
 import logging
 import os
+import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, cast
 
 import numpy as np
@@ -100,6 +101,14 @@ def plan_records(
     if not 0 <= test_fraction < 1:
         raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
     pairs = [(c, int(n)) for c, counts in categories.items() for n in counts]
+    for category, n_refs in pairs:
+        tokens = category.split("_")
+        if tokens[0] != "subject" or not set(tokens[1:]) <= {"bg", "lighting", "pose", "style"}:
+            raise ValueError(
+                f"category {category!r}: expected 'subject' followed by any of _bg, _lighting, _pose, _style"
+            )
+        if n_refs < len(tokens):
+            raise ValueError(f"category {category!r} needs at least {len(tokens)} references, got {n_refs}")
     if not pairs:
         raise ValueError("categories is empty: name at least one type combination with a reference count")
     rng = np.random.default_rng([seed, 17])
@@ -119,6 +128,23 @@ def _check_image(name: str, image: Any, size: int) -> Image:
     if array.shape != (size, size, 3) or array.dtype != np.uint8:
         raise ValueError(f"{name} must be a ({size}, {size}, 3) uint8 image, got {array.shape} {array.dtype}")
     return array
+
+
+_UNSAFE = re.compile(r"[^\w ,.'()&+-]+")
+
+
+def _file_stem(name: str, *, taken: Sequence[str]) -> str:
+    """A file name for a subject (the loader reads it back as the detector caption).
+
+    Path separators and other characters a file system may refuse become ``-``; a name that
+    another subject of the record already uses gets `` (2)``, `` (3)``...
+    """
+    stem = _UNSAFE.sub("-", name).strip(" .-")[:80] or "subject"
+    used = {PurePosixPath(path).stem for path in taken}
+    candidate, n = stem, 2
+    while candidate in used:
+        candidate, n = f"{stem} ({n})", n + 1
+    return candidate
 
 
 def _within(mask: NDArray[np.bool_], box: Box) -> NDArray[np.bool_]:
@@ -166,7 +192,8 @@ def make_record(plan: RecordPlan, providers: Providers, split_dir: Path) -> Data
     for name, box, mask in zip(names, boxes, masks, strict=True):
         assert box is not None and mask is not None
         ref = subject_reference(target, box, mask, plan.size)
-        images.append((ReferenceImage("subject", name, f"{case}/transfer_subjects/{name}.png"), ref))
+        stem = _file_stem(name, taken=[r.path for r, _ in images])
+        images.append((ReferenceImage("subject", name, f"{case}/transfer_subjects/{stem}.png"), ref))
     for kind in plan.types:
         path = f"{case}/{_FILES[kind]}"
         if kind == "pose":

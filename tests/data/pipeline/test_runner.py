@@ -212,3 +212,21 @@ def test_sigkill_mid_build_then_rerun_loses_and_repeats_nothing(tmp_path: Path) 
     clean = tmp_path / "clean"
     run_shard(_plans(12, test_fraction=0.1), _providers(), clean)
     assert log.read_text() == shard_path(clean, 0, 1).read_text()
+
+
+def test_subject_file_names_are_safe_and_unique() -> None:
+    from rewardkit.data.pipeline.runner import _file_stem
+
+    assert _file_stem("a red kite", taken=[]) == "a red kite"
+    assert _file_stem("a 3/4 view of a cat\\dog", taken=[]) == "a 3-4 view of a cat-dog"
+    assert _file_stem("../../etc/passwd", taken=[]) == "etc-passwd"
+    assert _file_stem("a kite", taken=["x/transfer_subjects/a kite.png"]) == "a kite (2)"
+    assert _file_stem("a kite", taken=["x/a kite.png", "x/a kite (2).png"]) == "a kite (3)"
+    assert _file_stem("///", taken=[]) == "subject"
+
+
+def test_plans_refuse_unknown_categories_and_too_few_references() -> None:
+    with pytest.raises(ValueError, match="category 'subject_mood'"):
+        plan_records(2, categories={"subject_mood": [2]})
+    with pytest.raises(ValueError, match="needs at least 3 references, got 2"):
+        plan_records(2, categories={"subject_bg_style": [2]})
