@@ -28,6 +28,7 @@ from rewardkit.recipes.config import (
     config_to_dict,
     load_config,
 )
+from rewardkit.recipes.config_loading import add_config_arguments
 from rewardkit.training import CheckpointError, LoraExport, latest_checkpoint, load_lora
 
 __all__ = [
@@ -76,14 +77,8 @@ class StageResult:
 def add_arguments(parser: argparse.ArgumentParser, *, epilog: str) -> None:
     """The options shared by ``rewardkit sft`` and ``rewardkit grpo``; ``epilog`` ends ``--help``."""
     parser.epilog = epilog + " See docs/training.md for every config key."
-    parser.add_argument("--config", metavar="YAML", help="YAML config file (sections as in the docs)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one config value, value parsed as YAML (repeatable), e.g. --set optim.lr=1e-4",
+    add_config_arguments(
+        parser, what="YAML config file (sections as in the docs)", set_example="optim.lr=1e-4"
     )
     parser.add_argument("--backbone", help="shortcut for --set model.backbone=...")
     parser.add_argument("--model-path", help="shortcut for --set model.path=... (checkpoint dir or hub id)")

@@ -19,6 +19,7 @@ each; an unknown key comes with the valid keys and the closest match. YAML suppo
 (imported only when a file or an override is read).
 """
 
+import argparse
 import copy
 import difflib
 import hashlib
@@ -33,6 +34,7 @@ from pydantic import BaseModel, ValidationError
 
 __all__ = [
     "ConfigError",
+    "add_config_arguments",
     "apply_override",
     "backbone_recipe_defaults",
     "config_fingerprint",
@@ -268,6 +270,25 @@ def load_config(
     if problems or config is None:
         raise ConfigError(*problems)
     return config
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, *, what: str, set_example: str) -> None:
+    """``--config YAML`` and repeatable ``--set KEY=VALUE``: how every command takes its config.
+
+    Args:
+        parser: the command's parser.
+        what: what the YAML file holds (``--help`` text).
+        set_example: an override shown in ``--help``, e.g. ``"optim.lr=1e-4"``.
+    """
+    parser.add_argument("--config", metavar="YAML", help=what)
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override one config value, value parsed as YAML (repeatable), e.g. --set {set_example}",
+    )
 
 
 def load_model(cls: type[M], *, path: str | Path | None = None, overrides: Sequence[str] = ()) -> M:

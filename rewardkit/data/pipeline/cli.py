@@ -17,19 +17,13 @@ logger = logging.getLogger("rewardkit.data")
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the ``rewardkit data`` arguments."""
+    from rewardkit.recipes.config_loading import add_config_arguments
+
     parser.add_argument(
         "action", choices=["build"], help="build: run (or resume) the pipeline and merge its shards"
     )
-    parser.add_argument(
-        "--config", metavar="YAML", help="build config (default: the offline procedural build)"
-    )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one config value (repeatable), e.g. --set records.count=20",
+    add_config_arguments(
+        parser, what="build config (default: the offline procedural build)", set_example="records.count=20"
     )
     parser.add_argument("--out", help="output folder (shortcut for --set output=...)")
     parser.add_argument("--num-shards", type=int, default=1, help="split the records over this many runs")

@@ -9,6 +9,25 @@ from rewardkit.cli import main
 from rewardkit.data.pipeline.config import DataConfig, ProviderSpec, build_providers, register_provider
 from rewardkit.recipes.config_loading import ConfigError, load_model
 
+CONFIGS = Path(__file__).parents[3] / "examples" / "configs"
+
+
+def _build(config: Path, out: Path, count: int) -> dict:
+    """``rewardkit data build`` of ``count`` records; the build's summary."""
+    args = [
+        "data",
+        "build",
+        "--config",
+        str(config),
+        "--out",
+        str(out),
+        "--set",
+        f"records.count={count}",
+        "--quiet",
+    ]
+    assert main(args) == 0
+    return json.loads((out / "summary.json").read_text())
+
 
 class NotAGrounder:
     def __init__(self, **options) -> None:
@@ -88,51 +107,17 @@ def test_cli_builds_resumes_and_reports_bad_input_in_one_line(tmp_path: Path, ca
 
 
 def test_the_example_config_builds(tmp_path: Path) -> None:
-    path = Path(__file__).parents[3] / "examples" / "configs" / "data_offline.yaml"
-    config = load_model(DataConfig, path=path, overrides=[f"output={tmp_path}", "records.count=5"])
+    config = load_model(DataConfig, path=CONFIGS / "data_offline.yaml", overrides=["records.count=5"])
     assert len(config.filters) == 3 and config.records.size == 64
-    assert (
-        main(
-            [
-                "data",
-                "build",
-                "--config",
-                str(path),
-                "--out",
-                str(tmp_path),
-                "--set",
-                "records.count=5",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
-    assert json.loads((tmp_path / "summary.json").read_text())["present"] == 5
+    assert _build(CONFIGS / "data_offline.yaml", tmp_path, 5)["present"] == 5
 
 
 @pytest.mark.parametrize("name", ["data_models.yaml", "data_tiny_models.yaml"])
 def test_the_model_configs_are_valid(name: str) -> None:
-    config = load_model(DataConfig, path=Path(__file__).parents[3] / "examples" / "configs" / name)
+    config = load_model(DataConfig, path=CONFIGS / name)
     assert config.images.provider == "models" and config.segmentation.provider == "sam"
 
 
 def test_the_tiny_models_config_builds_end_to_end(tmp_path: Path) -> None:
-    path = Path(__file__).parents[3] / "examples" / "configs" / "data_tiny_models.yaml"
-    assert (
-        main(
-            [
-                "data",
-                "build",
-                "--config",
-                str(path),
-                "--out",
-                str(tmp_path),
-                "--set",
-                "records.count=4",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
-    summary = json.loads((tmp_path / "summary.json").read_text())
+    summary = _build(CONFIGS / "data_tiny_models.yaml", tmp_path, 4)
     assert summary["present"] == 4 and "error" not in summary["dropped"], summary
