@@ -1,6 +1,6 @@
 """DyRef end to end: OmniRef-mini → Stage I SFT → Stage II GRPO (GDPO + DAR + DRS) → evaluation.
 
-With no arguments this runs offline on a CPU in about fifteen minutes: it writes the synthetic
+With no arguments this runs offline on a CPU in about twelve minutes (2 cores): it writes the synthetic
 OmniRef-mini splits, fine-tunes the embedded tiny Qwen-Image-Edit-architecture backbone
 (``examples/assets/dyref-tiny-qwen``) with a LoRA on them (SFT), continues that LoRA with
 Flow-GRPO on GDPO-normalised rewards, DAR loss weights and the DRS-shaped similarity reward
