@@ -181,6 +181,8 @@ def _read_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {str(file)!r} does not exist")
     try:
         data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{file} is not a UTF-8 text file (YAML expected): {err.reason}") from err
     except yaml.YAMLError as err:
         raise ConfigError(f"{file} is not valid YAML: {err}") from err
     if data is None:

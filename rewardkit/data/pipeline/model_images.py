@@ -18,7 +18,7 @@ from typing import Any, Final
 import numpy as np
 
 from rewardkit.data.pipeline.record import SceneSpec
-from rewardkit.data.pipeline.steps import Image, RecordPlan
+from rewardkit.data.pipeline.steps import Image, RecordPlan, check_model_path
 
 __all__ = ["INSTRUCTIONS", "ModelImages"]
 
@@ -98,9 +98,8 @@ class ModelImages:
             raise ValueError(
                 f"instructions: unknown reference types {unknown}; expected {sorted(INSTRUCTIONS)}"
             )
-        for name, path in (("text_to_image", text_to_image), ("edit_path", edit_path)):
-            if path != "tiny" and "/" not in path and not Path(path).exists():
-                raise FileNotFoundError(f"{name}: {path!r} is neither a folder nor a hub id (or 'tiny')")
+        check_model_path("text_to_image", text_to_image)
+        check_model_path("edit_path", edit_path)
         self.text_to_image, self.edit_path, self.edit_backbone = text_to_image, edit_path, edit_backbone
         self.steps, self.edit_steps = steps, edit_steps
         self.device = device

@@ -25,6 +25,7 @@ here, implemented by providers (an offline procedural set in
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -43,6 +44,7 @@ __all__ = [
     "RecordPlan",
     "Segmenter",
     "TextProvider",
+    "check_model_path",
     "compose_prompt",
     "skeleton_image",
     "subject_reference",
@@ -173,6 +175,12 @@ class RecordFilter(Protocol):
     def check(self, record: DataRecord, images: RecordImages) -> FilterResult:
         """The verdict on one record."""
         ...
+
+
+def check_model_path(option: str, path: str) -> None:
+    """Refuse a model path that is neither a folder, a hub id (``owner/name``) nor ``"tiny"``."""
+    if path != "tiny" and "/" not in path and not Path(path).exists():
+        raise FileNotFoundError(f"{option}: {path!r} is neither a model folder nor a hub id (or 'tiny')")
 
 
 def subject_reference(

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from rewardkit.data.pipeline.steps import Box, Image, RecordPlan
+from rewardkit.data.pipeline.steps import Box, Image, RecordPlan, check_model_path
 
 __all__ = ["GroundingDinoGrounder", "SamSegmenter", "VitPoseEstimator", "tiny_model"]
 
@@ -24,11 +24,6 @@ def _device(device: str | None) -> str:
     import torch
 
     return device or ("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _check_path(name: str, path: str) -> None:
-    if path != "tiny" and "/" not in path and not Path(path).exists():
-        raise FileNotFoundError(f"{name}: {path!r} is neither a model folder nor a hub id (or 'tiny')")
 
 
 def _transformers() -> Any:
@@ -167,7 +162,7 @@ class GroundingDinoGrounder(_Loaded):
     def __init__(
         self, path: str, *, threshold: float = 0.35, text_threshold: float = 0.25, device: str | None = None
     ) -> None:
-        _check_path("path", path)
+        check_model_path("path", path)
         folder = self._folder("grounding-dino", path)
         tf = _transformers()
         self.device = _device(device)
@@ -212,7 +207,7 @@ class SamSegmenter(_Loaded):
     """
 
     def __init__(self, path: str, *, device: str | None = None) -> None:
-        _check_path("path", path)
+        check_model_path("path", path)
         folder = self._folder("sam", path)
         tf = _transformers()
         self.device = _device(device)
@@ -244,7 +239,7 @@ class VitPoseEstimator(_Loaded):
     """
 
     def __init__(self, path: str, *, min_mean_score: float = 0.3, device: str | None = None) -> None:
-        _check_path("path", path)
+        check_model_path("path", path)
         folder = self._folder("vitpose", path)
         tf = _transformers()
         self.device = _device(device)

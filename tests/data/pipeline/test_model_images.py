@@ -44,7 +44,7 @@ def test_each_reference_is_an_edit_of_the_target_with_its_own_noise(images) -> N
 
 
 def test_bad_arguments_are_refused() -> None:
-    with pytest.raises(FileNotFoundError, match="edit_path: 'nowhere'"):
+    with pytest.raises(FileNotFoundError, match="edit_path: 'nowhere' is neither a model folder"):
         ModelImages("tiny", "nowhere")
     with pytest.raises(ValueError, match="steps must be a positive int"):
         ModelImages("tiny", "tiny", steps=0)

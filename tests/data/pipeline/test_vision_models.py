@@ -52,7 +52,7 @@ def test_vitpose_gives_coco17_keypoints_in_image_pixels() -> None:
 
 
 def test_bad_paths_and_models_are_refused(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="path: 'nowhere'"):
+    with pytest.raises(FileNotFoundError, match=r"path: 'nowhere' is neither a model folder"):
         SamSegmenter("nowhere")
     with pytest.raises(ValueError, match="kind must be one of"):
         tiny_model("yolo", tmp_path)
