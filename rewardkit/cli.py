@@ -19,6 +19,10 @@ SUBCOMMANDS: Final[dict[str, tuple[str, str]]] = {
     "grpo": ("rewardkit.recipes.grpo", "Stage II: Flow-GRPO with GDPO advantages, DAR and DRS"),
     "eval": ("rewardkit.evaluation.cli", "OmniRef-Bench-style evaluation: tables, JSON summary, plots"),
     "data": ("rewardkit.data.pipeline.cli", "build a training set with the data construction pipeline"),
+    "plan": (
+        "rewardkit.planning.cli",
+        "GPU memory plan of LoRA training for a backbone (meta device, no weights)",
+    ),
     "config-schema": (
         "rewardkit.recipes.config_schema",
         "print the JSON Schema of the sft or grpo config (editor completion of YAML files)",

@@ -37,6 +37,9 @@ class AdapterOptions:
         position_scheme: ``"index"`` (the model's own), ``"offset"`` or ``"diagonal"``.
         gradient_checkpointing: checkpoint transformer blocks in the training forward.
         adapter: directory of a LoRA adapter to load at start (e.g. the SFT adapter).
+        text_encoder_device: where the text encoder lives and runs (None: with the transformer).
+            ``"cpu"`` keeps a large one (Qwen2.5-VL 7B: 16.6 GB in bf16) off the GPU; the
+            recipes encode every prompt once, and the embeddings move to ``device``.
     """
 
     device: str | None = None
@@ -46,6 +49,7 @@ class AdapterOptions:
     position_scheme: PositionScheme = "index"
     gradient_checkpointing: bool = False
     adapter: str | None = None
+    text_encoder_device: str | None = None
 
     def __post_init__(self) -> None:
         _common.resolve_dtype(self.dtype, option="dtype")
@@ -96,6 +100,10 @@ class PipelineAdapter:
                 f"got {config}"
             )
         pipe.to(self._device)
+        self._text_device = self._device
+        if options.text_encoder_device is not None:
+            self._text_device = torch.device(options.text_encoder_device)
+            pipe.text_encoder.to(self._text_device)
         for module in (pipe.transformer, pipe.vae, pipe.text_encoder):
             module.eval()
             module.requires_grad_(False)

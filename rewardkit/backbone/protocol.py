@@ -20,10 +20,13 @@ target tokens, ``L_ref`` reference tokens (all references), ``D`` latent channel
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from rewardkit.planning.model import PlanModel
 
 __all__ = ["Backbone", "BackbonePlugin", "Condition", "ReferenceImage"]
 
@@ -121,11 +124,14 @@ class Backbone(Protocol):
     Attributes:
         name: registry name, e.g. ``"qwen-image-edit-2511"``.
         lora_target_modules: default module-name suffixes that receive LoRA adapters.
+        transformer: the denoiser module that holds the LoRA adapter (the recipes shard its
+            frozen base with FSDP; ``_no_split_modules`` names its repeated blocks).
         device: where the model runs.
     """
 
     name: str
     lora_target_modules: tuple[str, ...]
+    transformer: torch.nn.Module
 
     @property
     def device(self) -> torch.device:
@@ -256,6 +262,9 @@ class BackbonePlugin:
             dataclass defaults for this backbone, nested like the config (e.g.
             ``{"grpo": {"model": {"lora_rank": 64}}}``). They sit between the dataclass defaults
             and the user's YAML; the backbone, not the core, owns its tuning.
+        plan: ``plan(variant, *, device="meta") -> PlanModel`` builds the transformer without
+            weights for the memory planner (``rewardkit plan``); ``variant=None`` is the
+            default variant, ``"tiny"`` the tiny-checkpoint config. ``None``: not plannable.
     """
 
     name: str
@@ -263,3 +272,4 @@ class BackbonePlugin:
     make_tiny_checkpoint: Callable[[Path], Path]
     options: type | None = None
     recipe_defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    plan: "Callable[..., PlanModel] | None" = None

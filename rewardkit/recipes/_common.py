@@ -30,11 +30,13 @@ from rewardkit.recipes.config import (
 )
 from rewardkit.recipes.config_loading import add_config_arguments
 from rewardkit.training import CheckpointError, LoraExport, latest_checkpoint, load_lora
+from rewardkit.training.fsdp import FSDPSettings, fsdp_settings_from_accelerate, shard_denoiser
 
 __all__ = [
     "Dist",
     "add_arguments",
     "all_reduce_grads",
+    "check_same_forward_count",
     "chunk_plan",
     "clip_and_step",
     "config_from_args",
@@ -45,6 +47,7 @@ __all__ = [
     "init_distributed",
     "load_model",
     "make_optimizer",
+    "rank_positions",
     "resolve_resume",
     "swapped_weights",
     "warmup_scheduler",
@@ -162,12 +165,23 @@ def import_modules(names: Sequence[str]) -> None:
 
 @dataclass(frozen=True)
 class Dist:
-    """This process in the run: accelerate's state, rank, world size and device."""
+    """This process in the run: accelerate's state, rank, world size, device, FSDP settings.
+
+    ``fsdp`` is None for data parallelism (the base replicated on every process) and the
+    accelerate config's FSDP settings otherwise (the frozen base sharded; see
+    [`shard_denoiser`][rewardkit.training.fsdp.shard_denoiser]).
+    """
 
     accelerator: Any
     rank: int
     world: int
     device: torch.device
+    fsdp: FSDPSettings | None = None
+
+    @property
+    def sharded(self) -> bool:
+        """True when the denoiser is sharded over several processes (they must forward in step)."""
+        return self.fsdp is not None and self.world > 1
 
     @property
     def is_main(self) -> bool:
@@ -183,8 +197,9 @@ def init_distributed() -> Dist:
     """Start (or join) the process group through accelerate.
 
     Works under ``accelerate launch`` and ``torchrun`` (and plain ``python``: one process).
-    DeepSpeed / FSDP plugins are refused: LoRA gradients are averaged explicitly (DDP
-    semantics), and the frozen base is replicated on each process.
+    With an accelerate FSDP config (``fsdp_version: 2``) the frozen base is sharded by
+    [`load_model`][rewardkit.recipes._common.load_model]; without one it is replicated. Either way
+    the LoRA gradients are averaged explicitly (one flat all-reduce). DeepSpeed is refused.
     """
     try:
         from accelerate import Accelerator
@@ -193,28 +208,39 @@ def init_distributed() -> Dist:
     # Without CUDA, accelerate forms a multi-process CPU (gloo) group only when asked for the CPU.
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     kind = str(accelerator.distributed_type)
-    if "DEEPSPEED" in kind or "FSDP" in kind:
+    if "DEEPSPEED" in kind:
         raise ConfigError(
-            f"accelerate is configured for {kind}; rewardkit's recipes average the LoRA gradients "
-            "themselves (DDP semantics) and keep the frozen base on every process. Use a multi-GPU "
-            "(DDP) accelerate config: accelerate launch --multi_gpu --num_processes N ..."
+            f"accelerate is configured for {kind}; rewardkit's recipes shard with FSDP2 instead: "
+            "accelerate launch --config_file examples/configs/accelerate_fsdp.yaml ..."
         )
+    try:
+        # Read from accelerate's exported settings: on CPU accelerate itself reports MULTI_CPU.
+        fsdp = fsdp_settings_from_accelerate()
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
     device = accelerator.device
     if device.type == "cpu":
         device = torch.device("cpu")
-    return Dist(accelerator, accelerator.process_index, accelerator.num_processes, device)
+    return Dist(accelerator, accelerator.process_index, accelerator.num_processes, device, fsdp)
 
 
 def all_reduce_grads(dist: Dist, params: Sequence[Tensor]) -> None:
-    """Average the gradients of ``params`` over all processes (one flat all-reduce)."""
+    """Average the gradients of ``params`` over all processes (one flat all-reduce).
+
+    A parameter without a gradient (outside the graph, e.g. LoRA on a last block's discarded
+    text stream) keeps none, as on one process, so AdamW leaves it alone; every process runs the
+    same graph, so the same parameters have gradients everywhere.
+    """
     if dist.world == 1:
         return
-    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    flat = torch.cat([g.reshape(-1) for g in grads])
+    with_grad = [p for p in params if p.grad is not None]
+    if not with_grad:
+        return
+    flat = torch.cat([p.grad.reshape(-1) for p in with_grad if p.grad is not None])
     flat = dist.accelerator.reduce(flat, reduction="mean")
     offset = 0
-    for p, g in zip(params, grads, strict=True):
-        n = g.numel()
+    for p in with_grad:
+        n = p.numel()
         p.grad = flat[offset : offset + n].view_as(p).clone()
         offset += n
 
@@ -266,16 +292,19 @@ def chunk_plan(total: int, chunks: int, rank: int, world: int) -> list[list[int]
 # ----------------------------------------------------------------------------------------------
 
 
-def load_model(config: ModelConfig, device: torch.device, *, seed: int) -> Backbone:
-    """Load the backbone on ``device`` and attach its adapter (fresh, or ``config.adapter``).
+def load_model(config: ModelConfig, dist: Dist, *, seed: int) -> Backbone:
+    """Load the backbone on this process's device, attach its adapter, shard it under FSDP.
 
-    A fresh adapter's random ``lora_A`` initialisation is drawn with the global RNG seeded by
-    ``seed`` inside ``fork_rng`` (the caller's RNG state is left as it was): runs are reproducible.
+    The adapter is fresh, or ``config.adapter``. A fresh adapter's random ``lora_A``
+    initialisation is drawn with the global RNG seeded by ``seed`` inside ``fork_rng`` (the
+    caller's RNG state is left as it was): runs are reproducible. Under FSDP the frozen base is
+    sharded after the adapter is attached, with the LoRA parameters left whole (see
+    [`shard_denoiser`][rewardkit.training.fsdp.shard_denoiser]).
     """
     options = dict(config.options)
     if "adapter" in options:
         raise ConfigError("set the starting adapter with model.adapter, not model.options.adapter")
-    options.setdefault("device", str(device))
+    options.setdefault("device", str(dist.device))
     try:
         backbone = load_backbone(config.backbone, config.path, **options)
     except (ValueError, FileNotFoundError, NotADirectoryError) as err:
@@ -290,8 +319,43 @@ def load_model(config: ModelConfig, device: torch.device, *, seed: int) -> Backb
             backbone.add_adapter(
                 rank=config.lora_rank, alpha=config.lora_alpha, target_modules=config.target_modules
             )
-    backbone.set_gradient_checkpointing(config.gradient_checkpointing)
+    fsdp_checkpointing = dist.fsdp is not None and dist.fsdp.activation_checkpointing
+    backbone.set_gradient_checkpointing(config.gradient_checkpointing or fsdp_checkpointing)
+    if dist.sharded and dist.fsdp is not None:
+        try:
+            blocks = shard_denoiser(
+                backbone.transformer, dist.fsdp, ignored=backbone.adapter_parameters(), device=dist.device
+            )
+        except ValueError as err:
+            raise ConfigError(str(err)) from err
+        if dist.is_main:
+            print(f"[rewardkit] FSDP2: {blocks} blocks of the base sharded over {dist.world} processes")
     return backbone
+
+
+def rank_positions(n: int, dist: Dist) -> list[tuple[int, bool]]:
+    """This process's share of ``n`` items (``k = rank, rank + world, ...``) as ``(k, keep)``.
+
+    Sharded processes must call the denoiser equally often, so there the share is padded to
+    ``ceil(n / world)`` items with repeats of item 0 marked ``keep=False`` (run, then dropped).
+    """
+    positions = [(k, True) for k in range(dist.rank, n, dist.world)]
+    if dist.sharded and n > 0:
+        positions += [(0, False)] * (-(-n // dist.world) - len(positions))
+    return positions
+
+
+def check_same_forward_count(counts: Sequence[int], what: str) -> None:
+    """Refuse a sharded plan in which processes would call the denoiser unequally often.
+
+    ``counts[r]`` is the number of denoiser calls of process ``r`` (computed from the plan, the
+    same on every process): an unequal count would leave FSDP's all-gathers waiting forever.
+    """
+    if len(set(counts)) > 1:
+        raise ConfigError(
+            f"under FSDP every process must call the denoiser equally often, but the {what} plan "
+            f"gives the processes {list(counts)} calls; choose sizes that split groups evenly"
+        )
 
 
 @contextlib.contextmanager

@@ -239,6 +239,10 @@ class SFTTrainConfig(_Section):
         epochs: passes over the training split.
         batch_size: instances per micro-batch and process.
         gradient_accumulation_steps: micro-batches per optimizer step.
+        global_batch_size: instances per optimizer step over all processes, or None. When set,
+            the accumulation is derived, ``global_batch_size / (processes × batch_size)``, so the
+            run does not depend on the number of processes and its checkpoints resume on any
+            count that divides it (leave ``gradient_accumulation_steps`` at 1).
         seed: seed of the data order, timesteps and noise.
         timestep_mu: $\mu$ of the exponentially shifted training grid (per-backbone default).
         timestep_shift_terminal: stretch the grid to end at this σ (None: no stretch).
@@ -256,6 +260,7 @@ class SFTTrainConfig(_Section):
     epochs: PositiveInt = 6
     batch_size: PositiveInt = 1
     gradient_accumulation_steps: PositiveInt = 1
+    global_batch_size: PositiveInt | None = None
     seed: int = 0
     timestep_mu: float = 0.8
     timestep_shift_terminal: Annotated[float, Field(gt=0.0, lt=1.0)] | None = 0.02

@@ -69,7 +69,15 @@ from rewardkit.training import (
     save_checkpoint,
 )
 
-__all__ = ["GRPOResult", "advantages_and_weights", "configure", "evaluate", "run", "train"]
+__all__ = [
+    "GRPOResult",
+    "advantages_and_weights",
+    "check_sharded_plan",
+    "configure",
+    "evaluate",
+    "run",
+    "train",
+]
 
 # Keys that may change between a run and its resumption.
 _RESUMABLE = ("log", "train.epochs", "eval", "data.eval", "data.eval_limit", "extra_imports")
@@ -92,7 +100,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         parser,
         epilog=(
             "Example: rewardkit grpo --config grpo.yaml --adapter runs/sft/adapter --output-dir runs/grpo. "
-            "Multi-GPU: accelerate launch --multi_gpu --num_processes 8 -m rewardkit.cli grpo ..."
+            "Multi-GPU: accelerate launch --multi_gpu --num_processes 8 -m rewardkit.cli grpo ...; "
+            "sharded: accelerate launch --config_file examples/configs/accelerate_fsdp.yaml ... "
+            "(docs/scaling.md)"
         ),
     )
 
@@ -141,6 +151,24 @@ def advantages_and_weights(
     return adv, loss_weights, baseline
 
 
+def check_sharded_plan(config: GRPOConfig, world: int) -> None:
+    """Refuse a plan whose processes would call the sharded denoiser unequally often.
+
+    Per process and optimizer-step chunk, a group's rollout calls the denoiser
+    ``ceil(n / rollout.micro_batch)`` times per step and its update ``ceil(n /
+    per_device_batch_size)`` times per trained step, for its ``n`` samples of the group.
+    """
+    t = config.train
+    total = t.prompts_per_epoch * t.group_size
+    for what, size in (("rollout", config.rollout.micro_batch), ("update", t.per_device_batch_size)):
+        counts = []
+        for rank in range(world):
+            ids = [s for chunk in rc.chunk_plan(total, t.gradient_step_per_epoch, rank, world) for s in chunk]
+            groups = [len(list(g)) for _, g in itertools.groupby(ids, key=lambda s: s // t.group_size)]
+            counts.append(sum(-(-n // (size or n)) for n in groups))
+        rc.check_same_forward_count(counts, what)
+
+
 @torch.no_grad()
 def _reference_velocity(
     backbone: Backbone,
@@ -178,7 +206,7 @@ def evaluate(config: GRPOConfig, split: EncodedSplit, rewards: RewardSet, dist: 
     """Mean rewards of deterministic (ODE) samples on the evaluation split, one per instance."""
     e = config.eval
     images, contexts = [], []
-    for k in range(dist.rank, len(split), dist.world):
+    for k, keep in rc.rank_positions(len(split), dist):
         gen = rc.generator(e.seed, k)
         out = rollout(
             split.backbone,
@@ -189,8 +217,9 @@ def evaluate(config: GRPOConfig, split: EncodedSplit, rewards: RewardSet, dist: 
             guidance_scale=e.guidance_scale,
         )
         assert out.images is not None
-        images.append(out.images)
-        contexts.append(split.example(k).context)
+        if keep:  # (a sharded process's padding item is run, then dropped)
+            images.append(out.images)
+            contexts.append(split.example(k).context)
     # A process may get no instance when the split is smaller than the number of processes.
     scored = rewards(torch.cat(images), contexts).rewards if images else torch.empty(0, len(rewards.names))
     (all_rewards,), _ = gather_batch([scored.to(dist.device)])
@@ -212,7 +241,9 @@ def train(config: GRPOConfig, *, resume: str | None = None) -> GRPOResult:
     my_chunks = rc.chunk_plan(total, t.gradient_step_per_epoch, dist.rank, dist.world)
 
     # -- model, policy at RL start, optimizer, rewards, data ----------------------------------------
-    backbone = rc.load_model(config.model, dist.device, seed=t.seed)
+    if dist.sharded:
+        check_sharded_plan(config, dist.world)
+    backbone = rc.load_model(config.model, dist, seed=t.seed)
     params = backbone.adapter_parameters()
     named = [(str(i), p) for i, p in enumerate(params)]
     use_kl = config.kl.beta > 0

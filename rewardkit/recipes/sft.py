@@ -37,7 +37,7 @@ from rewardkit.core.flow_matching import (
 from rewardkit.recipes import _common as rc
 from rewardkit.recipes._data import EncodedSplit
 from rewardkit.recipes._metrics import MetricLogger, Stats, plot_history
-from rewardkit.recipes.config import ConfigError, SFTConfig, config_fingerprint
+from rewardkit.recipes.config import ConfigError, SFTConfig, SFTTrainConfig, config_fingerprint
 from rewardkit.training import (
     capture_rng_state,
     export_lora,
@@ -46,10 +46,19 @@ from rewardkit.training import (
     save_checkpoint,
 )
 
-__all__ = ["SFTResult", "configure", "heldout_loss", "run", "train"]
+__all__ = ["SFTResult", "accumulation_steps", "configure", "heldout_loss", "run", "train"]
 
-# Keys that may change between a run and its resumption.
-_RESUMABLE = ("log", "train.epochs", "data.eval", "data.eval_limit", "extra_imports")
+# Keys that may change between a run and its resumption. The accumulation may change with the
+# number of processes: the fingerprint holds the instances per optimizer step instead.
+_RESUMABLE = (
+    "log",
+    "train.epochs",
+    "train.gradient_accumulation_steps",
+    "train.global_batch_size",
+    "data.eval",
+    "data.eval_limit",
+    "extra_imports",
+)
 
 
 @dataclass
@@ -74,6 +83,29 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``rewardkit sft``: 0 on success, 2 on a configuration or checkpoint error."""
     return rc.run_recipe(SFTConfig, "sft", args, train)
+
+
+def accumulation_steps(train: SFTTrainConfig, world: int) -> int:
+    """Micro-batches per optimizer step on ``world`` processes (derived from ``global_batch_size``).
+
+    Raises:
+        ConfigError: both ``global_batch_size`` and ``gradient_accumulation_steps`` set, or a
+            global batch that ``world × batch_size`` does not divide.
+    """
+    if train.global_batch_size is None:
+        return train.gradient_accumulation_steps
+    if train.gradient_accumulation_steps != 1:
+        raise ConfigError(
+            "set train.global_batch_size or train.gradient_accumulation_steps, not both "
+            "(the accumulation is derived from the global batch)"
+        )
+    per_micro = world * train.batch_size
+    if train.global_batch_size % per_micro:
+        raise ConfigError(
+            f"train.global_batch_size {train.global_batch_size} must be a multiple of processes "
+            f"({world}) × train.batch_size ({train.batch_size})"
+        )
+    return train.global_batch_size // per_micro
 
 
 def _instance_loss(
@@ -111,10 +143,10 @@ def heldout_loss(split: EncodedSplit, config: SFTConfig, dist: rc.Dist, sigmas: 
     """
     total = torch.zeros(2, dtype=torch.float64)
     ones = torch.ones_like(sigmas)
-    for k in range(dist.rank, len(split), dist.world):
+    for k, keep in rc.rank_positions(len(split), dist):
         gen = rc.generator(config.train.seed, 0xE7A1, k)
         loss = _instance_loss(split, k, config, gen, sigmas, ones, config.train.eval_timesteps)
-        total += torch.tensor([float(loss), 1.0], dtype=torch.float64)
+        total += torch.tensor([float(loss), 1.0], dtype=torch.float64) * keep
     if dist.world > 1:
         total = dist.accelerator.reduce(total.to(dist.device), reduction="sum").cpu()
     return float(total[0] / total[1])
@@ -129,7 +161,7 @@ def train(config: SFTConfig, *, resume: str | None = None) -> SFTResult:
     resume_from = rc.resolve_resume(out / "checkpoints", resume)
 
     # -- model, optimizer, data, timestep grid ------------------------------------------------------
-    backbone = rc.load_model(config.model, dist.device, seed=t.seed)
+    backbone = rc.load_model(config.model, dist, seed=t.seed)
     params = backbone.adapter_parameters()
     optimizer, scheduler = rc.make_optimizer(params, config.optim)
     train_split = EncodedSplit.load(backbone, d, d.train, d.limit, negative_prompt=None)
@@ -140,14 +172,15 @@ def train(config: SFTConfig, *, resume: str | None = None) -> SFTResult:
     weights = bell_timestep_weights(sigmas) if t.weighting == "bell" else torch.ones_like(sigmas)
     # One micro-batch takes batch_size instances per process; an optimizer step takes GA of them;
     # the epoch's remainder is dropped so that every step is complete.
-    per_micro, ga = dist.world * t.batch_size, t.gradient_accumulation_steps
+    per_micro, ga = dist.world * t.batch_size, accumulation_steps(t, dist.world)
     micro_per_epoch = len(train_split) // (per_micro * ga) * ga
     if micro_per_epoch == 0:
         raise ConfigError(
             f"{len(train_split)} training instances are fewer than one optimizer step needs ({dist.world} "
-            f"processes × train.batch_size {t.batch_size} × train.gradient_accumulation_steps {ga})"
+            f"processes × train.batch_size {t.batch_size} × {ga} accumulated micro-batches)"
         )
-    fingerprint = config_fingerprint(config, ignore=_RESUMABLE) + f"-world{dist.world}"
+    # The run is the same on any number of processes that keeps the instances per step.
+    fingerprint = config_fingerprint(config, ignore=_RESUMABLE) + f"-step{per_micro * ga}"
 
     # -- state, or resume ---------------------------------------------------------------------------
     epoch, micro, step, history = 0, 0, 0, []
@@ -159,7 +192,9 @@ def train(config: SFTConfig, *, resume: str | None = None) -> SFTResult:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         restore_rng_state(state["rng"])
-        epoch, micro, step, history = state["epoch"], state["micro"], state["step"], state["history"]
+        epoch, step, history = state["epoch"], state["step"], state["history"]
+        # Saved at an optimizer step, so the instances consumed split into this run's micro-batches.
+        micro = int(state["instances"]) // per_micro
         print(f"[sft] resumed from {resume_from} (epoch {epoch}, micro-batch {micro}, step {step})")
 
     def checkpoint() -> None:
@@ -170,7 +205,7 @@ def train(config: SFTConfig, *, resume: str | None = None) -> SFTResult:
                 "scheduler": scheduler.state_dict(),
                 "rng": capture_rng_state(),
                 "epoch": epoch,
-                "micro": micro,
+                "instances": micro * per_micro,  # of this epoch; independent of the process count
                 "step": step,
                 "history": history,
             }

@@ -22,6 +22,7 @@ class ToyBackbone:
     def __init__(self) -> None:
         g = torch.Generator().manual_seed(1)
         self.w = torch.nn.Parameter(0.3 * torch.randn(D, D, generator=g))
+        self.transformer = torch.nn.ParameterDict({"w": self.w})
         self.b = torch.randn(D, generator=g)
         self.calls: list[int] = []
 

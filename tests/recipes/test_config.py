@@ -243,8 +243,8 @@ FINGERPRINTS = {
     "grpo_default": "1bfc9666bb251f8e",
     "grpo_default_ignore": "d84a87ce57666a81",
     "grpo_tiny": "597205218d4169b3",
-    "sft_tiny": "f9796da81e3d4b7f",
-    "sft_flux": "06e2ceb160452ddc",
+    "sft_tiny": "a73fa99c665d3ff6",  # + train.global_batch_size (0.2.0)
+    "sft_flux": "cc7d8049f2ce273c",
 }
 EXAMPLES = Path(__file__).parents[2] / "examples" / "configs"
 

@@ -28,6 +28,7 @@ from typing import Any
 from rewardkit.backbone import BackbonePlugin
 from rewardkit.core.schedules import flux2_empirical_mu
 from rewardkit_backbones.flux2_klein.adapter import NAME, Flux2Klein, Flux2KleinOptions, load
+from rewardkit_backbones.flux2_klein.plan import plan
 from rewardkit_backbones.flux2_klein.positions import reference_ids
 from rewardkit_backbones.flux2_klein.tiny import TINY_OPTIONS, make_tiny_checkpoint
 
@@ -63,4 +64,5 @@ PLUGIN = BackbonePlugin(
     make_tiny_checkpoint=make_tiny_checkpoint,
     options=Flux2KleinOptions,
     recipe_defaults=RECIPE_DEFAULTS,
+    plan=plan,
 )

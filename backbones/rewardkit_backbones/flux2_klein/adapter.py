@@ -146,12 +146,13 @@ class Flux2Klein(PipelineAdapter):
         )
 
     def _encode_text(self, prompt: str) -> tuple[Tensor, Tensor]:
-        return self.pipe.encode_prompt(
+        embeds, ids = self.pipe.encode_prompt(
             prompt=[prompt],
-            device=self._device,
+            device=self._text_device,
             max_sequence_length=self.options.max_sequence_length,
             text_encoder_out_layers=tuple(self.options.text_encoder_out_layers),
         )
+        return embeds.to(self._device), ids.to(self._device)
 
     def _encode_pixels(self, pixels: Tensor) -> Tensor:
         """`(B, 3, H, W)` in [-1, 1] → `(B, L, D)` patchified, BN-normalised, packed latents."""

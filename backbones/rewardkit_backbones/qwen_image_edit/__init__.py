@@ -30,6 +30,7 @@ from typing import Any
 
 from rewardkit.backbone import BackbonePlugin
 from rewardkit_backbones.qwen_image_edit.adapter import NAME, QwenImageEdit, QwenImageEditOptions, load
+from rewardkit_backbones.qwen_image_edit.plan import plan
 from rewardkit_backbones.qwen_image_edit.positions import image_positions, rope_frequencies
 from rewardkit_backbones.qwen_image_edit.tiny import TINY_OPTIONS, make_tiny_checkpoint
 
@@ -61,4 +62,5 @@ PLUGIN = BackbonePlugin(
     make_tiny_checkpoint=make_tiny_checkpoint,
     options=QwenImageEditOptions,
     recipe_defaults=RECIPE_DEFAULTS,
+    plan=plan,
 )

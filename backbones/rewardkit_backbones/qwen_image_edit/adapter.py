@@ -145,7 +145,8 @@ class QwenImageEdit(PipelineAdapter):
         )
 
     def _encode_text(self, prompt: str, images: list[Any], where: str) -> tuple[Tensor, Tensor | None]:
-        embeds, mask = self.pipe.encode_prompt(prompt=[prompt], image=images, device=self._device)
+        embeds, mask = self.pipe.encode_prompt(prompt=[prompt], image=images, device=self._text_device)
+        embeds, mask = embeds.to(self._device), None if mask is None else mask.to(self._device)
         if embeds.shape[1] > self.options.max_sequence_length:
             raise ValueError(
                 f"prompt{where} encodes to {embeds.shape[1]} text tokens > max_sequence_length="

@@ -1,0 +1,47 @@
+"""Shared helpers of the backbones' memory-planner hooks: shipped configs, meta-device builds."""
+
+import inspect
+import json
+from importlib import resources
+from typing import Any
+
+import torch
+
+__all__ = ["build_module", "config_kwargs", "count_parameters", "load_config", "on_device"]
+
+
+def load_config(package: str, *parts: str) -> dict[str, Any]:
+    """The JSON config shipped as package data: ``<package>/configs/<parts...>``."""
+    path = resources.files(package).joinpath("configs", *parts)
+    if not path.is_file():
+        raise FileNotFoundError(f"no shipped config {'/'.join(parts)!r} in package {package!r}")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"config {'/'.join(parts)!r} of {package!r} must be a JSON object")
+    return data
+
+
+def config_kwargs(cls: type, config: dict[str, Any]) -> dict[str, Any]:
+    """Keep the keys of ``config`` that ``cls.__init__`` accepts.
+
+    Published configs carry bookkeeping keys (``_class_name``) and keys older or newer versions
+    of the class no longer take (``pooled_projection_dim``, ``force_upcast``).
+    """
+    accepted = inspect.signature(cls.__init__).parameters
+    return {k: v for k, v in config.items() if k in accepted and k != "self"}
+
+
+def on_device(device: str | torch.device) -> torch.device:
+    """``device`` as a :class:`torch.device` (``"meta"`` builds without allocating weights)."""
+    return torch.device(device)
+
+
+def build_module(cls: type, config: dict[str, Any], device: str | torch.device) -> Any:
+    """``cls(**filtered config)`` built on ``device`` (``meta``: shapes only, no weights)."""
+    with torch.device(on_device(device)):
+        return cls(**config_kwargs(cls, config))
+
+
+def count_parameters(module: torch.nn.Module) -> int:
+    """Parameter elements of ``module`` (tied parameters counted once)."""
+    return sum(p.numel() for p in module.parameters())
