@@ -5,7 +5,8 @@
 #   2. the CUDA benchmark (fp32 with a Triton tile sweep, then bf16), against the bandwidth
 #      measured in the same run;
 #   3. one real-size transformer block of each backbone (random weights, LoRA fwd+bwd);
-#   4. a GRPO epoch (fused vs eager log-prob) and the main job's --quick run on CUDA.
+#   4. the memory planner against a measured micro-step of whole real-size transformers;
+#   5. a GRPO epoch (fused vs eager log-prob) and the main job's --quick run on CUDA.
 # The lent machine has no diffusers and no rewardkit install: run
 # benchmarks/prepare_gpu_carry.sh here first and carry .devcarry; this script unpacks it.
 # Usage: bash benchmarks/gpu_check.sh   (the log is also written to $OUT/gpu_check.log if OUT is set)
@@ -41,6 +42,9 @@ run_all() {
     timeout 40 python3 benchmarks/bench_sde_logprob.py --device cuda --quick --dtype bfloat16 || status=$?
     echo "== Backbone real-size blocks, random weights (issue 4)"
     timeout 120 python3 benchmarks/bench_backbones.py --block --device cuda --dtype bfloat16 --refs 2 || status=$?
+    echo "== Memory planner vs measured, whole real-size transformers at 512 px (issue 16)"
+    timeout 120 python3 benchmarks/bench_plan_vs_measured.py --device cuda --backbone flux2-klein --variant klein-4b || status=$?
+    timeout 150 python3 benchmarks/bench_plan_vs_measured.py --device cuda --backbone qwen-image-edit-2511 --checkpointing on || status=$?
     echo "== GRPO epoch benchmark, CUDA"
     timeout 100 python3 benchmarks/bench_grpo.py --quick --device cuda || status=$?
     echo "== Main job, --quick on CUDA"
