@@ -38,6 +38,19 @@ def test_loads_as_a_backbone(name: str, load: Callable[..., Any]) -> None:
     assert all(not p.requires_grad for p in bb.transformer.parameters())
 
 
+def test_text_encoder_placed_by_option_encodes_the_same(name: str, load: Callable[..., Any]) -> None:
+    # text_encoder_device keeps a large text encoder elsewhere (CPU next to a GPU transformer);
+    # the embeddings come back on the transformer's device, unchanged.
+    refs = ragged_refs(2)
+    placed = load(name, text_encoder_device="cpu")
+    assert next(placed.pipe.text_encoder.parameters()).device == torch.device("cpu")
+    (a,) = placed.encode_condition(["two"], [refs], height=32, width=32, negative_prompt="")
+    (b,) = load(name).encode_condition(["two"], [refs], height=32, width=32, negative_prompt="")
+    assert a.prompt_embeds.device == placed.device
+    assert torch.equal(a.prompt_embeds, b.prompt_embeds)
+    assert torch.equal(a.negative_prompt_embeds, b.negative_prompt_embeds)
+
+
 def test_condition_layout(name: str, load: Callable[..., Any]) -> None:
     bb = load(name)
     refs = ragged_refs(3)
