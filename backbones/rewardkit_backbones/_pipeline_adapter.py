@@ -40,6 +40,10 @@ class AdapterOptions:
         text_encoder_device: where the text encoder lives and runs (None: with the transformer).
             ``"cpu"`` keeps a large one (Qwen2.5-VL 7B: 16.6 GB in bf16) off the GPU; the
             recipes encode every prompt once, and the embeddings move to ``device``.
+        defer_transformer_placement: leave the transformer in CPU memory at load; the caller
+            places it on ``device``. The recipes set it under FSDP, where ``fully_shard`` moves
+            one block at a time and keeps only this process's shard of it, so the whole base
+            never sits on one GPU.
     """
 
     device: str | None = None
@@ -50,6 +54,7 @@ class AdapterOptions:
     gradient_checkpointing: bool = False
     adapter: str | None = None
     text_encoder_device: str | None = None
+    defer_transformer_placement: bool = False
 
     def __post_init__(self) -> None:
         _common.resolve_dtype(self.dtype, option="dtype")
@@ -99,7 +104,12 @@ class PipelineAdapter:
                 f"(use_dynamic_shifting=true, time_shift_type='exponential') as {self.family} does; "
                 f"got {config}"
             )
-        pipe.to(self._device)
+        if options.defer_transformer_placement:
+            for name, component in pipe.components.items():
+                if isinstance(component, nn.Module) and name != "transformer":
+                    component.to(self._device)
+        else:
+            pipe.to(self._device)
         self._text_device = self._device
         if options.text_encoder_device is not None:
             self._text_device = torch.device(options.text_encoder_device)

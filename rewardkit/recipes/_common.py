@@ -305,6 +305,9 @@ def load_model(config: ModelConfig, dist: Dist, *, seed: int) -> Backbone:
     if "adapter" in options:
         raise ConfigError("set the starting adapter with model.adapter, not model.options.adapter")
     options.setdefault("device", str(dist.device))
+    if dist.sharded and _accepts_option(config.backbone, "defer_transformer_placement"):
+        # The base stays in CPU memory until fully_shard moves each block's shard to the device.
+        options.setdefault("defer_transformer_placement", True)
     try:
         backbone = load_backbone(config.backbone, config.path, **options)
     except (ValueError, FileNotFoundError, NotADirectoryError) as err:
@@ -322,6 +325,9 @@ def load_model(config: ModelConfig, dist: Dist, *, seed: int) -> Backbone:
     fsdp_checkpointing = dist.fsdp is not None and dist.fsdp.activation_checkpointing
     backbone.set_gradient_checkpointing(config.gradient_checkpointing or fsdp_checkpointing)
     if dist.sharded and dist.fsdp is not None:
+        with torch.no_grad():  # FSDP leaves its ignored (LoRA) parameters where they are
+            for p in backbone.adapter_parameters():
+                p.data = p.data.to(dist.device)
         try:
             blocks = shard_denoiser(
                 backbone.transformer, dist.fsdp, ignored=backbone.adapter_parameters(), device=dist.device
@@ -331,6 +337,21 @@ def load_model(config: ModelConfig, dist: Dist, *, seed: int) -> Backbone:
         if dist.is_main:
             print(f"[rewardkit] FSDP2: {blocks} blocks of the base sharded over {dist.world} processes")
     return backbone
+
+
+def _accepts_option(backbone: str, name: str) -> bool:
+    """Whether ``backbone``'s options dataclass has the option ``name`` (plug-ins may lack it)."""
+    import dataclasses
+
+    from rewardkit.backbone.registry import get_plugin
+
+    try:
+        options = get_plugin(backbone).options
+    except ValueError:
+        return False  # load_backbone names the unknown backbone
+    return options is not None and dataclasses.is_dataclass(options) and any(
+        f.name == name for f in dataclasses.fields(options)
+    )
 
 
 def rank_positions(n: int, dist: Dist) -> list[tuple[int, bool]]:

@@ -51,6 +51,18 @@ def test_text_encoder_placed_by_option_encodes_the_same(name: str, load: Callabl
     assert torch.equal(a.negative_prompt_embeds, b.negative_prompt_embeds)
 
 
+def test_deferred_transformer_placement_moves_everything_but_the_transformer(
+    name: str, load: Callable[..., Any]
+) -> None:
+    # Under FSDP the recipes shard the transformer onto the device block by block; the rest of
+    # the pipeline goes to the device at load ("meta" here: nothing is computed at load).
+    bb = load(name, device="meta", defer_transformer_placement=True)
+    assert {p.device.type for p in bb.transformer.parameters()} == {"cpu"}
+    for component in (bb.vae, bb.pipe.text_encoder):
+        assert {p.device.type for p in component.parameters()} == {"meta"}
+    assert bb.device == torch.device("meta")
+
+
 def test_condition_layout(name: str, load: Callable[..., Any]) -> None:
     bb = load(name)
     refs = ragged_refs(3)
