@@ -349,8 +349,10 @@ def _accepts_option(backbone: str, name: str) -> bool:
         options = get_plugin(backbone).options
     except ValueError:
         return False  # load_backbone names the unknown backbone
-    return options is not None and dataclasses.is_dataclass(options) and any(
-        f.name == name for f in dataclasses.fields(options)
+    return (
+        options is not None
+        and dataclasses.is_dataclass(options)
+        and any(f.name == name for f in dataclasses.fields(options))
     )
 
 
