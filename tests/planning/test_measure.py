@@ -1,5 +1,10 @@
 """The planner against the measured peak of a real CPU training micro-step (tiny configs)."""
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -7,6 +12,7 @@ from rewardkit.planning.activations import attach_lora
 from rewardkit.planning.measure import lora_training_step, peak_bytes
 from rewardkit.planning.model import count_parameters
 from rewardkit.planning.planner import build_plan_model, plan_memory
+from tests.recipes.conftest import REPO, cli_env, free_port
 
 pytest.importorskip("diffusers")
 
@@ -57,3 +63,29 @@ def test_plan_within_20_percent_of_measured_step(name: str, checkpointing: bool)
     # The activation part alone: the step's peak less the LoRA gradients.
     activations = step_peak - 4 * n_lora
     assert abs(est.per_sample - activations) <= 0.2 * activations, (est.per_sample, activations)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "checkpointing"), [("flux2-klein", False), ("qwen-image-edit-2511", True)])
+def test_fsdp_plan_within_20_percent_of_measured_step_on_two_processes(
+    name: str, checkpointing: bool, tmp_path: Path
+) -> None:
+    # Two gloo processes shard the tiny transformer as the recipes do; each measures its own
+    # micro-step (forward, backward, LoRA all-reduce, AdamW step) against the plan's FSDP row.
+    port, worker = str(free_port()), Path(__file__).with_name("fsdp_peak_worker.py")
+    args = [name, "128", "2", "on" if checkpointing else "off", str(tmp_path)]
+    procs = [
+        subprocess.Popen([sys.executable, str(worker), *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True, env=cli_env(RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE="2",
+                                                MASTER_ADDR="127.0.0.1", MASTER_PORT=port,
+                                                PYTHONPATH=f"{REPO}:{REPO / 'backbones'}"))
+        for r in range(2)
+    ]  # fmt: skip
+    for proc in procs:
+        output, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0, output[-2000:]
+    for rank in range(2):
+        record = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert record["weights_measured"] == record["weights_planned"]  # the base's shard: n·b/P
+        measured, planned = record["measured"], record["planned"]
+        assert abs(planned - measured) <= 0.2 * measured, (rank, planned, measured)
