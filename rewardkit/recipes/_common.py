@@ -237,11 +237,14 @@ def all_reduce_grads(dist: Dist, params: Sequence[Tensor]) -> None:
     if not with_grad:
         return
     flat = torch.cat([p.grad.reshape(-1) for p in with_grad if p.grad is not None])
-    flat = dist.accelerator.reduce(flat, reduction="mean")
+    # In place, and the gradients become views of the one buffer: the LoRA state grows by one
+    # gradient-sized buffer at most (what the memory planner counts), not three.
+    torch.distributed.all_reduce(flat)
+    flat /= dist.world
     offset = 0
     for p in with_grad:
         n = p.numel()
-        p.grad = flat[offset : offset + n].view_as(p).clone()
+        p.grad = flat[offset : offset + n].view_as(p)
         offset += n
 
 

@@ -48,7 +48,7 @@ def main(name: str, resolution: int, references: int, checkpointing: bool, out: 
         flat /= world
         offset = 0
         for p in grads:
-            p.grad = flat[offset : offset + p.numel()].view_as(p).clone()
+            p.grad = flat[offset : offset + p.numel()].view_as(p)
             offset += p.numel()
         del flat
         optimizer.step()
