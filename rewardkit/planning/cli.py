@@ -15,16 +15,10 @@ from typing import Any
 from rewardkit.planning.memory import GIB
 from rewardkit.planning.planner import DTYPES, PlanReport, plan_memory
 
-__all__ = ["BACKBONE_ALIASES", "configure", "format_report", "report_dict", "run"]
-
-#: ``--backbone`` spellings → registry names (registry names are accepted too).
-BACKBONE_ALIASES: dict[str, str] = {
-    "qwen_image_edit": "qwen-image-edit-2511",
-    "flux2_klein": "flux2-klein",
-}
+__all__ = ["configure", "format_report", "report_dict", "run"]
 
 _EPILOG = """\
-variants: qwen_image_edit: 2511 (default), tiny; flux2_klein: klein-4b (default), klein-9b, tiny.
+variants: qwen-image-edit-2511: 2511 (default), tiny; flux2-klein: klein-4b (default), klein-9b, tiny.
 
 Per GPU, for one micro-step (forward, backward, AdamW step) at micro-batch m:
   total(m) = weights + FSDP all-gather (2 blocks) + text encoder/VAE + LoRA state
@@ -74,7 +68,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = __doc__
     parser.epilog = _EPILOG
     parser.add_argument(
-        "--backbone", required=True, choices=sorted(BACKBONE_ALIASES), help="the backbone to plan for"
+        "--backbone",
+        required=True,
+        help="registry name of the backbone, as in the recipes (qwen-image-edit-2511, flux2-klein)",
     )
     parser.add_argument(
         "--variant", default=None, help="backbone variant (see below; default: the real model)"
@@ -167,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the planner for the parsed ``args``; print the table (or JSON). Returns the exit status."""
     try:
         report = plan_memory(
-            BACKBONE_ALIASES.get(args.backbone, args.backbone),
+            args.backbone,
             variant=args.variant,
             resolution=args.resolution,
             references=args.references,
@@ -187,6 +183,8 @@ def run(args: argparse.Namespace) -> int:
         for option in ("variant", "resolution", "reference_size"):
             if message.startswith(option):
                 message = f"--{option.replace('_', '-')}: {message}"
+        if message.startswith(("unknown backbone", "backbone")):
+            message = f"--backbone: {message}"
         print(f"rewardkit plan: error: {message}", file=sys.stderr)
         return 2
     print(json.dumps(report_dict(report), indent=2) if args.json else format_report(report))

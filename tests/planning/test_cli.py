@@ -17,7 +17,7 @@ def test_table_for_tiny(capsys: pytest.CaptureFixture[str]) -> None:
     args = [
         "plan",
         "--backbone",
-        "flux2_klein",
+        "flux2-klein",
         "--variant",
         "tiny",
         "--resolution",
@@ -34,7 +34,7 @@ def test_table_for_tiny(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_json_for_tiny(capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["plan", "--backbone", "qwen_image_edit", "--variant", "tiny", "--resolution", "64", "--json"]
+    argv = ["plan", "--backbone", "qwen-image-edit-2511", "--variant", "tiny", "--resolution", "64", "--json"]
     assert main([*argv, "--references", "1", "--lora-rank", "2", "--text-encoder-on", "cpu"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["backbone"] == "qwen-image-edit-2511" and data["variant"] == "tiny"
@@ -57,13 +57,14 @@ def test_json_for_tiny(capsys: pytest.CaptureFixture[str]) -> None:
         (["--variant", "nope"], "--variant"),
         (["--gpu-memory", "0"], "--gpu-memory"),
         (["--lora-rank", "x"], "--lora-rank"),
+        (["--backbone", "flux2_klein"], "--backbone: unknown backbone"),
     ],
 )
 def test_bad_input_is_one_line_naming_the_option(
     argv, option: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as exc:
-        code = main(["plan", "--backbone", "flux2_klein", "--variant", "tiny", *argv])
+        code = main(["plan", "--backbone", "flux2-klein", "--variant", "tiny", *argv])
         raise SystemExit(code)
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
