@@ -10,7 +10,11 @@ gradient checkpointing off and on measures
   (frozen base, LoRA weights, AdamW state), beside ``rewardkit plan``'s estimate for the same
   shape on one process, and their ratio;
 * samples/s of a sampling forward (no gradients, the rollout's transformer call) and of the
-  training micro-step, each over ``--repeats`` runs after a warm-up.
+  training micro-step, each over ``--repeats`` runs after a warm-up;
+* one GRPO group in miniature, with the fused and with the eager SDE log-prob: ``--group-size``
+  samples rolled out over ``--num-steps`` Flow-SDE steps (``sde_step``), then the update of one
+  trained step, one sample per forward (``sde_log_prob`` with gradients, ``clipped_policy_loss``,
+  AdamW): rollout and update samples/s and the update's peak memory per backend.
 
 On a lent GPU (sized to stay under 5 minutes on one H100)::
 
@@ -22,11 +26,12 @@ On CPU the tiny variant runs in seconds (the same code path)::
 
     python benchmarks/bench_plan_vs_measured.py --variant tiny --dtype float32 --resolution 128
 
-The fused vs eager log-prob of a GRPO epoch is ``bench_grpo.py``'s (``gpu_check.sh`` runs both).
+The recipe's whole GRPO epoch, fused vs eager, on the tiny backbones is ``bench_grpo.py``.
 """
 
 import argparse
 import contextlib
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -34,6 +39,8 @@ from typing import Any
 
 import torch
 
+from rewardkit.core.loss import clipped_policy_loss
+from rewardkit.core.sde import sde_log_prob, sde_step
 from rewardkit.planning.activations import attach_lora
 from rewardkit.planning.measure import lora_training_step, peak_bytes
 from rewardkit.planning.model import PlanShape, count_parameters
@@ -109,6 +116,102 @@ def measure(args: argparse.Namespace, checkpointing: bool) -> dict[str, Any]:
     return result
 
 
+def _rows(value: Any, rows: slice, batch: int) -> Any:
+    """The ``rows`` of a per-sample forward input (a batched tensor, or a per-sample list such as
+    Qwen's ``img_shapes``); anything else as it is."""
+    if isinstance(value, torch.Tensor) and value.ndim and value.shape[0] == batch:
+        return value[rows]
+    if isinstance(value, list) and len(value) == batch:
+        return value[rows]
+    return value
+
+
+def _update(
+    velocity: Callable[[torch.Tensor, slice], torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    stored: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    sigmas: tuple[float, float, float],
+    backend: str,
+) -> None:
+    """The update of one trained step: one sample per forward, then one AdamW step."""
+    x_t, x_next, old, advantages = stored
+    sigma, sigma_next, sigma_max = sigmas
+    g = x_t.shape[0]
+    for b in range(g):
+        rows = slice(b, b + 1)
+        v = velocity(x_t[rows], rows)
+        log_prob = sde_log_prob(x_next[rows], x_t[rows], v, sigma, sigma_next, noise_level=0.7,
+                                sigma_max=sigma_max, backend=backend)  # type: ignore[arg-type]  # fmt: skip
+        loss, _ = clipped_policy_loss(log_prob, old[rows], advantages[rows])
+        (loss / g).backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def grpo_group(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """One GRPO group (rollout, then the update of one trained step) per log-prob backend."""
+    device, dtype = torch.device(args.device), DTYPES[args.dtype]
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        torch.manual_seed(0)
+        model = build_plan_model(args.backbone, args.variant, device=str(device))
+    finally:
+        torch.set_default_dtype(previous)
+    attach_lora(model.transformer, rank=args.lora_rank, target_modules=model.lora_target_modules,
+                dtype=torch.float32)  # fmt: skip
+    if args.checkpointing == "on":
+        model.transformer.enable_gradient_checkpointing()
+    optimizer = torch.optim.AdamW([p for p in model.transformer.parameters() if p.requires_grad], lr=1e-5)
+    g, side = args.group_size, args.resolution
+    tokens = (side // model.multiple_of) ** 2
+    text = model.default_text_tokens(args.references)
+    group = model.forward_kwargs(PlanShape(g, side, side, args.references, side, text), device, dtype)
+    autocast = (
+        torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext()
+    )
+    sigmas = torch.linspace(1.0, 0.0, args.num_steps + 1).tolist()
+    trained = args.num_steps // 2
+
+    def velocity(x: torch.Tensor, rows: slice) -> torch.Tensor:
+        inputs = {k: _rows(v, rows, g) for k, v in group.items()}
+        references = inputs["hidden_states"][:, tokens:]
+        inputs["hidden_states"] = torch.cat([x.to(dtype), references], dim=1)
+        with autocast:
+            return model.transformer(**inputs)[0][:, :tokens].float()
+
+    results = []
+    for backend in ("auto", "eager"):  # auto: Triton on CUDA, the chunked kernel on CPU
+        gen = torch.Generator(device).manual_seed(1)
+        channels = group["hidden_states"].shape[-1]
+        x = torch.randn(g, tokens, channels, device=device, generator=gen)
+        with torch.no_grad():  # warm-up: kernels compiled and caches filled before the clock starts
+            sde_step(x, velocity(x, slice(None)), sigmas[0], sigmas[1], noise_level=0.7, generator=gen,
+                     sigma_max=sigmas[1], backend=backend)  # fmt: skip
+        started = time.perf_counter()
+        with torch.no_grad():
+            for i in range(args.num_steps):
+                step = sde_step(x, velocity(x, slice(None)), sigmas[i], sigmas[i + 1], noise_level=0.7,
+                                generator=gen, sigma_max=sigmas[1], backend=backend)  # fmt: skip
+                if i == trained:
+                    x_t, x_next, old = x, step.next, step.log_prob
+                x = step.next
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        rollout_s = time.perf_counter() - started
+        advantages = torch.linspace(-1.0, 1.0, g, device=device)
+        update = functools.partial(_update, velocity, optimizer, (x_t, x_next, old, advantages),
+                                   (sigmas[trained], sigmas[trained + 1], sigmas[1]), backend)  # fmt: skip
+        update_s = _timed(update, 1, device)  # the warm-up call also creates AdamW's state
+        peak = peak_bytes(update, device)
+        results.append({
+            "grpo_backend": "fused" if backend == "auto" else "eager", "group_size": g,
+            "num_steps": args.num_steps, "rollout_samples_per_s": g / rollout_s,
+            "update_samples_per_s": g / update_s, "update_peak_above_resident_gib": peak / GIB,
+        })  # fmt: skip
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backbone", default="flux2-klein", help="registry name (default flux2-klein)")
@@ -126,6 +229,8 @@ def main() -> None:
         default="both",
         help="gradient checkpointing settings to measure (Qwen at 512 px fits an H100 only with 'on')",
     )
+    parser.add_argument("--group-size", type=int, default=4, help="GRPO group: samples rolled out together")
+    parser.add_argument("--num-steps", type=int, default=10, help="GRPO rollout steps")
     parser.add_argument("--json", action="store_true", help="print one JSON line per setting")
     args = parser.parse_args()
     settings = {"off": (False,), "on": (True,), "both": (False, True)}[args.checkpointing]
@@ -142,6 +247,17 @@ def main() -> None:
             f"{setting}: planned {r['planned_gib']:.3f} GiB, measured {r['measured_gib']:.3f} GiB "
             f"(planned/measured {r['planned_over_measured']:.3f}); train {r['train_samples_per_s']:.2f} "
             f"samples/s, sampling forward {r['sample_forwards_per_s']:.2f}/s",
+            flush=True,
+        )
+
+    for r in grpo_group(args):
+        if args.json:
+            print(json.dumps(r), flush=True)
+            continue
+        print(
+            f"GRPO group of {r['group_size']}, {r['num_steps']} steps, {r['grpo_backend']} log-prob: rollout "
+            f"{r['rollout_samples_per_s']:.2f} samples/s, update {r['update_samples_per_s']:.2f} samples/s, "
+            f"update peak {r['update_peak_above_resident_gib']:.3f} GiB above the resident weights",
             flush=True,
         )
 
