@@ -371,16 +371,17 @@ def rank_positions(n: int, dist: Dist) -> list[tuple[int, bool]]:
     return positions
 
 
-def check_same_forward_count(counts: Sequence[int], what: str) -> None:
+def check_same_forward_count(counts: Sequence[int], what: str, *, fix: str) -> None:
     """Refuse a sharded plan in which processes would call the denoiser unequally often.
 
     ``counts[r]`` is the number of denoiser calls of process ``r`` (computed from the plan, the
     same on every process): an unequal count would leave FSDP's all-gathers waiting forever.
+    ``fix`` says what to change.
     """
     if len(set(counts)) > 1:
         raise ConfigError(
             f"under FSDP every process must call the denoiser equally often, but the {what} plan "
-            f"gives the processes {list(counts)} calls; choose sizes that split groups evenly"
+            f"gives the processes {list(counts)} calls; {fix}"
         )
 
 

@@ -156,17 +156,28 @@ def check_sharded_plan(config: GRPOConfig, world: int) -> None:
 
     Per process and optimizer-step chunk, a group's rollout calls the denoiser
     ``ceil(n / rollout.micro_batch)`` times per step and its update ``ceil(n /
-    per_device_batch_size)`` times per trained step, for its ``n`` samples of the group.
+    per_device_batch_size)`` times per trained step, for its ``n`` samples of the group. A size
+    that divides every process's part of every group gives every process the same count; the
+    error names the largest such size.
     """
     t = config.train
     total = t.prompts_per_epoch * t.group_size
-    for what, size in (("rollout", config.rollout.micro_batch), ("update", t.per_device_batch_size)):
-        counts = []
-        for rank in range(world):
-            ids = [s for chunk in rc.chunk_plan(total, t.gradient_step_per_epoch, rank, world) for s in chunk]
-            groups = [len(list(g)) for _, g in itertools.groupby(ids, key=lambda s: s // t.group_size)]
-            counts.append(sum(-(-n // (size or n)) for n in groups))
-        rc.check_same_forward_count(counts, what)
+    parts = [
+        [len(list(members)) for chunk in rc.chunk_plan(total, t.gradient_step_per_epoch, rank, world)
+         for _, members in itertools.groupby(chunk, key=lambda s: s // t.group_size)]
+        for rank in range(world)
+    ]  # fmt: skip
+    common = math.gcd(*(n for rank_parts in parts for n in rank_parts))
+    for what, size, option in (
+        ("rollout", config.rollout.micro_batch, "rollout.micro_batch"),
+        ("update", t.per_device_batch_size, "train.per_device_batch_size"),
+    ):
+        counts = [sum(-(-n // (size or n)) for n in rank_parts) for rank_parts in parts]
+        rc.check_same_forward_count(
+            counts,
+            what,
+            fix=f"set {option} to a divisor of {common} (it divides every process's part of every group)",
+        )
 
 
 @torch.no_grad()

@@ -66,9 +66,9 @@ def test_rank_positions_cover_every_item_once_and_pad_sharded_ranks_equally(n, w
 
 
 def test_unequal_forward_counts_are_refused_by_name() -> None:
-    rc.check_same_forward_count([3, 3, 3], "rollout")
-    with pytest.raises(ConfigError, match=r"rollout plan gives the processes \[2, 3\] calls"):
-        rc.check_same_forward_count([2, 3], "rollout")
+    rc.check_same_forward_count([3, 3, 3], "rollout", fix="-")
+    with pytest.raises(ConfigError, match=r"rollout plan gives the processes \[2, 3\] calls; do this"):
+        rc.check_same_forward_count([2, 3], "rollout", fix="do this")
 
 
 @given(st.integers(1, 4), st.integers(1, 4), st.integers(1, 6))

@@ -117,5 +117,19 @@ def test_sharded_grpo_plan_refuses_unequal_forward_counts(tiny: dict[str, Path],
     # On 4 processes, 3 | 1 + 2 | 2 + 1 | 3 samples: batches of 1 give 3 calls each.
     check_sharded_plan(config(prompts_per_epoch=3, gradient_step_per_epoch=1, per_device_batch_size=1), 4)
     # Batches of 3 give process 0 one call but process 1 two (1 + 2): FSDP would wait forever.
-    with pytest.raises(ConfigError, match=r"update plan gives the processes \[1, 2, 2, 1\] calls"):
+    with pytest.raises(
+        ConfigError, match=r"\[1, 2, 2, 1\] calls; set train.per_device_batch_size to a divisor of 1"
+    ):
         check_sharded_plan(config(prompts_per_epoch=3, gradient_step_per_epoch=1, per_device_batch_size=3), 4)
+
+
+def test_the_shipped_qwen_config_shards_on_8_processes_and_the_error_names_the_fix() -> None:
+    config = load_config(GRPOConfig, recipe="grpo", path=REPO / "examples" / "configs" / "grpo_qwen.yaml")
+    for world in (1, 2, 4, 8):
+        check_sharded_plan(config, world)
+    # 16 processes hold 18 samples of groups of 24 per step: parts of 18, 12 + 6 or 6 + 12, so
+    # whole-part rollout calls differ (1 vs 2), and any divisor of 6 evens them out.
+    with pytest.raises(ConfigError, match=r"rollout plan .* set rollout.micro_batch to a divisor of 6"):
+        check_sharded_plan(config, 16)
+    fixed = config.model_copy(update={"rollout": config.rollout.model_copy(update={"micro_batch": 6})})
+    check_sharded_plan(fixed, 16)
