@@ -65,7 +65,7 @@ def _gib(text: str) -> float:
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the ``rewardkit plan`` arguments to ``parser``."""
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.description = __doc__
+    parser.description = (__doc__ or "").replace("``", "")  # the module docstring, as plain text
     parser.epilog = _EPILOG
     parser.add_argument(
         "--backbone",
