@@ -35,6 +35,7 @@ import functools
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -43,8 +44,8 @@ from rewardkit.core.loss import clipped_policy_loss
 from rewardkit.core.sde import sde_log_prob, sde_step
 from rewardkit.planning.activations import attach_lora
 from rewardkit.planning.measure import lora_training_step, peak_bytes
-from rewardkit.planning.model import PlanShape, count_parameters
-from rewardkit.planning.planner import DTYPES, build_plan_model, plan_memory
+from rewardkit.planning.model import PlanModel, PlanShape, count_parameters
+from rewardkit.planning.planner import DTYPES, PlanReport, build_plan_model, plan_memory
 
 GIB = 1024**3
 
@@ -61,16 +62,40 @@ def _timed(fn: Callable[[], None], repeats: int, device: torch.device) -> float:
     return (time.perf_counter() - start) / repeats
 
 
-def measure(args: argparse.Namespace, checkpointing: bool) -> dict[str, Any]:
-    """Planned vs measured bytes and throughput for one checkpointing setting."""
+@dataclass
+class Setup:
+    """The model built once for every measurement: random base weights, LoRA, autocast."""
+
+    model: PlanModel
+    n_base: int
+    n_lora: int
+    device: torch.device
+    dtype: torch.dtype
+    report: PlanReport
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """The recipes' autocast in the compute dtype (none in float32)."""
+        if self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def optimizer(self, checkpointing: bool) -> torch.optim.AdamW:
+        """A fresh AdamW on the LoRA weights, with gradient checkpointing switched as asked."""
+        transformer = self.model.transformer
+        if checkpointing:
+            transformer.enable_gradient_checkpointing()
+        else:
+            transformer.disable_gradient_checkpointing()
+        return torch.optim.AdamW([p for p in transformer.parameters() if p.requires_grad], lr=1e-5)
+
+
+def build(args: argparse.Namespace) -> Setup:
+    """Plan once, then build the transformer once with random weights and attach LoRA."""
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
     report = plan_memory(
         args.backbone, variant=args.variant, resolution=args.resolution, references=args.references,
         lora_rank=args.lora_rank, processes=1, dtype=args.dtype, text_encoder_on_gpu=False,
     )  # fmt: skip
-    row = next(r for r in report.rows if r.strategy == "DDP" and r.checkpointing == checkpointing)
-    planned = row.estimate.total(args.batch) - row.estimate.frozen_components  # VAE not built here
-
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)  # random base weights created directly in the compute dtype
     try:
@@ -81,16 +106,19 @@ def measure(args: argparse.Namespace, checkpointing: bool) -> dict[str, Any]:
     n_base = count_parameters(model.transformer)
     n_lora = attach_lora(model.transformer, rank=args.lora_rank, target_modules=model.lora_target_modules,
                          dtype=torch.float32)  # fmt: skip
-    if checkpointing:
-        model.transformer.enable_gradient_checkpointing()
-    params = [p for p in model.transformer.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-5)
+    return Setup(model, n_base, n_lora, device, dtype, report)
+
+
+def measure(args: argparse.Namespace, setup: Setup, checkpointing: bool) -> dict[str, Any]:
+    """Planned vs measured bytes and throughput for one checkpointing setting."""
+    model, device, dtype = setup.model, setup.device, setup.dtype
+    row = next(r for r in setup.report.rows if r.strategy == "DDP" and r.checkpointing == checkpointing)
+    planned = row.estimate.total(args.batch) - row.estimate.frozen_components  # VAE not built here
+    optimizer = setup.optimizer(checkpointing)
     shape = PlanShape(args.batch, args.resolution, args.resolution, args.references, args.resolution,
-                      report.shape.text_tokens)  # fmt: skip
+                      setup.report.shape.text_tokens)  # fmt: skip
     inputs = model.forward_kwargs(shape, device, dtype)
-    autocast = (
-        torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext()
-    )
+    autocast = setup.autocast()
 
     def train() -> None:
         with autocast:
@@ -103,7 +131,7 @@ def measure(args: argparse.Namespace, checkpointing: bool) -> dict[str, Any]:
 
     train()  # AdamW's state exists from here on, as in a run
     step_peak = peak_bytes(train, device)
-    resident = n_base * torch.empty((), dtype=dtype).element_size() + 12 * n_lora
+    resident = setup.n_base * torch.empty((), dtype=dtype).element_size() + 12 * setup.n_lora
     measured = resident + step_peak
     result = {
         "backbone": args.backbone, "variant": model.variant, "device": str(device), "dtype": args.dtype,
@@ -148,28 +176,15 @@ def _update(
     optimizer.zero_grad(set_to_none=True)
 
 
-def grpo_group(args: argparse.Namespace) -> list[dict[str, Any]]:
+def grpo_group(args: argparse.Namespace, setup: Setup) -> list[dict[str, Any]]:
     """One GRPO group (rollout, then the update of one trained step) per log-prob backend."""
-    device, dtype = torch.device(args.device), DTYPES[args.dtype]
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        torch.manual_seed(0)
-        model = build_plan_model(args.backbone, args.variant, device=str(device))
-    finally:
-        torch.set_default_dtype(previous)
-    attach_lora(model.transformer, rank=args.lora_rank, target_modules=model.lora_target_modules,
-                dtype=torch.float32)  # fmt: skip
-    if args.checkpointing == "on":
-        model.transformer.enable_gradient_checkpointing()
-    optimizer = torch.optim.AdamW([p for p in model.transformer.parameters() if p.requires_grad], lr=1e-5)
+    model, device, dtype = setup.model, setup.device, setup.dtype
+    optimizer = setup.optimizer(args.checkpointing == "on")
     g, side = args.group_size, args.resolution
     tokens = (side // model.multiple_of) ** 2
     text = model.default_text_tokens(args.references)
     group = model.forward_kwargs(PlanShape(g, side, side, args.references, side, text), device, dtype)
-    autocast = (
-        torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext()
-    )
+    autocast = setup.autocast()
     sigmas = torch.linspace(1.0, 0.0, args.num_steps + 1).tolist()
     trained = args.num_steps // 2
 
@@ -234,10 +249,9 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON line per setting")
     args = parser.parse_args()
     settings = {"off": (False,), "on": (True,), "both": (False, True)}[args.checkpointing]
+    setup = build(args)
     for checkpointing in settings:
-        r = measure(args, checkpointing)  # the model is freed on return
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        r = measure(args, setup, checkpointing)
         if args.json:
             print(json.dumps(r), flush=True)
             continue
@@ -250,7 +264,8 @@ def main() -> None:
             flush=True,
         )
 
-    for r in grpo_group(args):
+    grpo = grpo_group(args, setup)
+    for r in grpo:
         if args.json:
             print(json.dumps(r), flush=True)
             continue
@@ -260,6 +275,14 @@ def main() -> None:
             f"update peak {r['update_peak_above_resident_gib']:.3f} GiB above the resident weights",
             flush=True,
         )
+
+    fused, eager = grpo
+    print(
+        f"fused / eager: rollout ×{fused['rollout_samples_per_s'] / eager['rollout_samples_per_s']:.2f}, "
+        f"update ×{fused['update_samples_per_s'] / eager['update_samples_per_s']:.2f}, update peak "
+        f"×{fused['update_peak_above_resident_gib'] / eager['update_peak_above_resident_gib']:.2f}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

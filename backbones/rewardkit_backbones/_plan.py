@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["build_module", "config_kwargs", "count_parameters", "load_config", "on_device"]
+__all__ = ["build_module", "config_kwargs", "load_config"]
 
 
 def load_config(package: str, *parts: str) -> dict[str, Any]:
@@ -31,17 +31,7 @@ def config_kwargs(cls: type, config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k in accepted and k != "self"}
 
 
-def on_device(device: str | torch.device) -> torch.device:
-    """``device`` as a :class:`torch.device` (``"meta"`` builds without allocating weights)."""
-    return torch.device(device)
-
-
 def build_module(cls: type, config: dict[str, Any], device: str | torch.device) -> Any:
     """``cls(**filtered config)`` built on ``device`` (``meta``: shapes only, no weights)."""
-    with torch.device(on_device(device)):
+    with torch.device(device):
         return cls(**config_kwargs(cls, config))
-
-
-def count_parameters(module: torch.nn.Module) -> int:
-    """Parameter elements of ``module`` (tied parameters counted once)."""
-    return sum(p.numel() for p in module.parameters())

@@ -58,8 +58,6 @@ class PlanModel:
         transformer: the denoising transformer (on ``meta`` unless asked otherwise), no LoRA.
         text_encoder_params: parameters of the text encoder (frozen).
         vae_params: parameters of the VAE (frozen).
-        block_classes: class names of the repeated blocks (the model's ``_no_split_modules``;
-            the FSDP wrapping and gradient-checkpointing unit).
         lora_target_modules: the adapter's LoRA target module names.
         forward_kwargs: builds the transformer forward's keyword arguments for a
             :class:`PlanShape`, as the adapter conditions it (``[target; references]`` tokens
@@ -74,11 +72,18 @@ class PlanModel:
     transformer: torch.nn.Module
     text_encoder_params: int
     vae_params: int
-    block_classes: tuple[str, ...]
     lora_target_modules: tuple[str, ...]
     forward_kwargs: ForwardKwargs
     multiple_of: int
     default_text_tokens: Callable[[int], int]
+
+    @property
+    def block_classes(self) -> tuple[str, ...]:
+        """Class names of the repeated blocks: the transformer's ``_no_split_modules``.
+
+        The unit FSDP shards and gradient checkpointing recomputes, as in the recipes.
+        """
+        return tuple(getattr(self.transformer, "_no_split_modules", None) or ())
 
     @property
     def transformer_params(self) -> int:

@@ -59,6 +59,7 @@ def fsdp_settings_from_accelerate() -> FSDPSettings | None:
     if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() != "true":
         return None
     from accelerate.utils import FullyShardedDataParallelPlugin
+    from torch.distributed.fsdp import CPUOffloadPolicy
 
     plugin = FullyShardedDataParallelPlugin()  # parses the FSDP_* variables accelerate exported
     if plugin.fsdp_version != 2:
@@ -66,7 +67,7 @@ def fsdp_settings_from_accelerate() -> FSDPSettings | None:
             f"the accelerate config asks for fsdp_version {plugin.fsdp_version}; rewardkit shards "
             "with FSDP2: set fsdp_version: 2 in fsdp_config"
         )
-    offload = type(plugin.cpu_offload).__name__ == "CPUOffloadPolicy"
+    offload = isinstance(plugin.cpu_offload, CPUOffloadPolicy)
     names = plugin.transformer_cls_names_to_wrap or []
     return FSDPSettings(
         reshard_after_forward=bool(plugin.reshard_after_forward),

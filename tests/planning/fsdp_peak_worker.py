@@ -15,6 +15,7 @@ import torch.distributed as dist
 from rewardkit.planning.activations import attach_lora
 from rewardkit.planning.measure import peak_bytes
 from rewardkit.planning.planner import build_plan_model, plan_memory
+from rewardkit.recipes import _common as rc
 from rewardkit.training.fsdp import FSDPSettings, shard_denoiser
 
 
@@ -34,6 +35,7 @@ def main(name: str, resolution: int, references: int, checkpointing: bool, out: 
     lora = [p for p in model.transformer.parameters() if p.requires_grad]
     shard_denoiser(model.transformer, FSDPSettings(), ignored=lora, device=torch.device("cpu"))
     optimizer = torch.optim.AdamW(lora, lr=1e-4)
+    process = rc.Dist(None, rank, world, torch.device("cpu"), FSDPSettings())
     inputs = model.forward_kwargs(report.shape, torch.device("cpu"), torch.float32)
 
     def step() -> None:
@@ -42,15 +44,7 @@ def main(name: str, resolution: int, references: int, checkpointing: bool, out: 
         del out
         loss.backward()
         del loss
-        grads = [p for p in lora if p.grad is not None]
-        flat = torch.cat([p.grad.reshape(-1) for p in grads])  # as recipes._common.all_reduce_grads
-        dist.all_reduce(flat)
-        flat /= world
-        offset = 0
-        for p in grads:
-            p.grad = flat[offset : offset + p.numel()].view_as(p)
-            offset += p.numel()
-        del flat
+        rc.all_reduce_grads(process, lora)  # the recipes' LoRA gradient average
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 

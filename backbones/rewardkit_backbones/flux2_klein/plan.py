@@ -5,7 +5,7 @@ from typing import Any
 
 import torch
 
-from rewardkit.planning.model import PlanModel, PlanShape
+from rewardkit.planning.model import PlanModel, PlanShape, count_parameters
 from rewardkit_backbones import _plan
 from rewardkit_backbones.flux2_klein.adapter import NAME, Flux2Klein
 from rewardkit_backbones.flux2_klein.positions import reference_ids
@@ -27,7 +27,7 @@ def _text_encoder_params(config: dict[str, Any]) -> int:
     cfg = Qwen3Config(**_plan.config_kwargs(Qwen3Config, config))
     with torch.device("meta"):
         model = Qwen3ForCausalLM(cfg)
-    return _plan.count_parameters(model)
+    return count_parameters(model)
 
 
 def _forward_kwargs(multiple_of: int, in_channels: int, text_dim: int):  # type: ignore[no-untyped-def]
@@ -81,7 +81,7 @@ def plan(variant: str | None = None, *, device: str | torch.device = "meta") -> 
 
         t_config, v_config = dict(TINY_TRANSFORMER_CONFIG), dict(TINY_VAE_CONFIG)
         with torch.device("meta"):
-            text_params = _plan.count_parameters(tiny_text_encoder(make_byte_tokenizer()))
+            text_params = count_parameters(tiny_text_encoder(make_byte_tokenizer()))
         text_tokens = 96  # TINY_OPTIONS' max_sequence_length
     else:
         t_config = _plan.load_config(_PACKAGE, name, "transformer.json")
@@ -98,8 +98,7 @@ def plan(variant: str | None = None, *, device: str | torch.device = "meta") -> 
         variant=name,
         transformer=transformer,
         text_encoder_params=text_params,
-        vae_params=_plan.count_parameters(vae),
-        block_classes=tuple(type(transformer)._no_split_modules),
+        vae_params=count_parameters(vae),
         lora_target_modules=tuple(Flux2Klein.lora_target_modules),
         forward_kwargs=_forward_kwargs(multiple_of, int(cfg.in_channels), int(cfg.joint_attention_dim)),
         multiple_of=multiple_of,
