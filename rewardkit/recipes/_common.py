@@ -128,7 +128,9 @@ def config_from_args(cls: type[C], recipe: str, args: argparse.Namespace) -> C:
 def run_recipe(cls: type[C], recipe: str, args: argparse.Namespace, train: Any) -> int:
     """Shared body of ``rewardkit sft|grpo``: build the config, print or train it.
 
-    Returns 0 on success and 2 on a configuration or checkpoint error (printed, not raised).
+    Returns 0 on success and 2 on a configuration, data or checkpoint error, or a failed write
+    (a full disk; checkpoints are written atomically, so the last one is intact): one line on
+    stderr naming the culprit, not a traceback.
     """
     try:
         config = config_from_args(cls, recipe, args)
@@ -136,7 +138,7 @@ def run_recipe(cls: type[C], recipe: str, args: argparse.Namespace, train: Any) 
             print_config(config)
             return 0
         train(config, resume=args.resume)
-    except (ConfigError, CheckpointError) as err:
+    except (ConfigError, CheckpointError, OSError) as err:
         print(f"rewardkit {recipe}: error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -1,5 +1,7 @@
 """``rewardkit sft`` / ``rewardkit grpo`` on the command line: help, config printing, errors."""
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -55,3 +57,31 @@ def test_set_addresses_a_list_item(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0
     printed = yaml.safe_load(capsys.readouterr().out)
     assert [r["weight"] for r in printed["rewards"]] == [0.5, 0.8]
+
+
+def test_a_missing_or_unreadable_image_ends_in_one_line_naming_it(
+    tiny: dict[str, Path], data: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+    import shutil
+
+    from tests.recipes.conftest import sft_config, write_yaml
+
+    split = tmp_path / "split"
+    shutil.copytree(data["train"].parent, split)
+    first = json.loads((split / "metadata.json").read_text())[0]
+    missing, garbled = split / first["edit_image"][0], split / first["edit_image"][1]
+    missing.unlink()
+    splits = {"train": split / "metadata.json", "test": data["test"]}
+    config = write_yaml(sft_config(tiny, splits, tmp_path / "out", data={"eval": None}),
+                        tmp_path / "sft.yaml")  # fmt: skip
+    assert main(["sft", "--config", str(config)]) == 2
+    err = capsys.readouterr().err  # (above it only the loaders' progress bars)
+    last = err.strip().splitlines()[-1]
+    assert "Traceback" not in err and last.startswith("rewardkit sft: error: ") and missing.name in last
+    shutil.copy(garbled, missing)
+    garbled.write_bytes(b"not a PNG")
+    assert main(["sft", "--config", str(config), "--output-dir", str(tmp_path / "out2")]) == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert "Traceback" not in err and garbled.name in last and "cannot identify image file" in last
