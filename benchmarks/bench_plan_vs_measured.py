@@ -9,8 +9,10 @@ gradient checkpointing off and on measures
   peak on CUDA, the profiler's allocation events on CPU) plus what was resident before it
   (frozen base, LoRA weights, AdamW state), beside ``rewardkit plan``'s estimate for the same
   shape on one process, and their ratio;
-* samples/s of a sampling forward (no gradients, the rollout's transformer call) and of the
-  training micro-step, each over ``--repeats`` runs after a warm-up;
+* the same for one sampling forward (no gradients, the rollout's transformer call) beside the
+  plan's DDP rollout row;
+* samples/s of a sampling forward and of the training micro-step, each over ``--repeats`` runs
+  after a warm-up;
 * one GRPO group in miniature, with the fused and with the eager SDE log-prob: ``--group-size``
   samples rolled out over ``--num-steps`` Flow-SDE steps (``sde_step``), then the update of one
   trained step, one sample per forward (``sde_log_prob`` with gradients, ``clipped_policy_loss``,
@@ -39,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch.utils._pytree import tree_leaves
 
 from rewardkit.core.loss import clipped_policy_loss
 from rewardkit.core.sde import sde_log_prob, sde_step
@@ -133,11 +136,18 @@ def measure(args: argparse.Namespace, setup: Setup, checkpointing: bool) -> dict
     step_peak = peak_bytes(train, device)
     resident = setup.n_base * torch.empty((), dtype=dtype).element_size() + 12 * setup.n_lora
     measured = resident + step_peak
+    rollout = next(r for r in setup.report.rollout_rows if r.strategy == "DDP").estimate
+    sample_planned = rollout.total(args.batch) - rollout.frozen_components
+    leaves = tree_leaves(dict(inputs))
+    input_bytes = sum(t.untyped_storage().nbytes() for t in leaves if isinstance(t, torch.Tensor))
+    sample_measured = resident + input_bytes + peak_bytes(sample, device)
     result = {
         "backbone": args.backbone, "variant": model.variant, "device": str(device), "dtype": args.dtype,
         "resolution": args.resolution, "references": args.references, "micro_batch": args.batch,
         "checkpointing": checkpointing, "planned_gib": planned / GIB, "measured_gib": measured / GIB,
         "planned_over_measured": planned / measured,
+        "sample_planned_gib": sample_planned / GIB, "sample_measured_gib": sample_measured / GIB,
+        "sample_planned_over_measured": sample_planned / sample_measured,
         "train_samples_per_s": args.batch / _timed(train, args.repeats, device),
         "sample_forwards_per_s": args.batch / _timed(sample, args.repeats, device),
     }  # fmt: skip
@@ -260,7 +270,9 @@ def main() -> None:
         print(
             f"{setting}: planned {r['planned_gib']:.3f} GiB, measured {r['measured_gib']:.3f} GiB "
             f"(planned/measured {r['planned_over_measured']:.3f}); train {r['train_samples_per_s']:.2f} "
-            f"samples/s, sampling forward {r['sample_forwards_per_s']:.2f}/s",
+            f"samples/s, sampling forward {r['sample_forwards_per_s']:.2f}/s; sampling forward planned "
+            f"{r['sample_planned_gib']:.3f} GiB, measured {r['sample_measured_gib']:.3f} GiB "
+            f"(planned/measured {r['sample_planned_over_measured']:.3f})",
             flush=True,
         )
 

@@ -26,6 +26,10 @@ Per GPU, for one micro-step (forward, backward, AdamW step) at micro-batch m:
 LoRA state = 16 B/param (float32 weight, grad, AdamW m and v) + 4 B/param all-reduce buffer when P > 1;
 it is replicated under FSDP too (only the frozen base is sharded). Activations are measured on the
 meta device with flash attention's saved set; 'ckpt' rows checkpoint every block.
+
+Rollout rows: one sampling forward (no gradients) at micro-batch m (rollout.micro_batch):
+  total(m) = weights + FSDP all-gather + text encoder/VAE + resident LoRA state (12 B/param:
+             weight, AdamW m and v) + m x (peak alive during the forward)
 """
 
 
@@ -120,8 +124,9 @@ def report_dict(report: PlanReport) -> dict[str, Any]:
     """The report as JSON-ready data (bytes as ints; each row with its total at micro-batch 1)."""
     data = asdict(report)
     data["activations"]["checkpointed"] = report.activations.checkpointed
-    for row, out in zip(report.rows, data["rows"], strict=True):
-        out["total_at_1"] = row.estimate.total(1)
+    for key in ("rows", "rollout_rows"):
+        for row, out in zip(getattr(report, key), data[key], strict=True):
+            out["total_at_1"] = row.estimate.total(1)
     return data
 
 
@@ -155,6 +160,20 @@ def format_report(report: PlanReport) -> str:
             f"{label:<17} {_gb(e.weights)} {_gb(e.fsdp_gather)} {_gb(e.frozen_components)}   "
             f"{_gb(e.lora)}     {_gb(e.activations_per_sample)}    {_gb(e.transient_per_sample)}  "
             f"{_gb(e.total(1))}  {row.max_micro_batch:>15}{steps}"
+        )
+    lines += [
+        "",
+        "rollout (GiB)      weights  gather  TE+VAE  LoRA+opt  peak/sample             total@1"
+        "  max micro-batch",
+    ]
+    for row in report.rollout_rows:
+        e = row.estimate
+        calls = row.accumulation_steps
+        steps = "" if calls is None else f"  ({calls} forward{'s' * (calls > 1)}/sampling step/group)"
+        lines.append(
+            f"{row.strategy + ' no grad':<17} {_gb(e.weights)} {_gb(e.fsdp_gather)} "
+            f"{_gb(e.frozen_components)}   {_gb(e.lora)}     {_gb(e.activations_per_sample)}"
+            f"             {_gb(e.total(1))}  {row.max_micro_batch:>15}{steps}"
         )
     return "\n".join(lines)
 

@@ -19,6 +19,11 @@ $$M(m) = W + G + F + S_{LoRA} + m\,(A + T)$$
   block's saved set.
 * $T$: the transient of one block per sample, $2\times$ the largest tensor of the forward
   (its gradient and the gradient of its input exist at once during that op's backward).
+
+A GRPO **rollout** forward (sampling, no gradients) has the same $W + G + F$, the LoRA state
+that stays between optimizer steps (:func:`lora_resident_bytes`: no gradients, no all-reduce
+buffer) and, per sample, the peak of what is alive during the forward
+(:mod:`rewardkit.planning.inference`) instead of $A + T$.
 """
 
 from dataclasses import dataclass
@@ -28,6 +33,7 @@ __all__ = [
     "activation_bytes",
     "fsdp_gather_bytes",
     "lora_bytes",
+    "lora_resident_bytes",
     "max_micro_batch",
     "transient_bytes",
     "weight_bytes",
@@ -111,6 +117,29 @@ def lora_bytes(n_lora: int, *, processes: int = 1, ema: bool = False, kl_referen
     return n_lora * per_param
 
 
+def lora_resident_bytes(n_lora: int, *, ema: bool = False, kl_reference: bool = False) -> int:
+    r"""Float32 LoRA state that stays on each GPU between optimizer steps (e.g. during rollouts).
+
+    $S_{res} = n\,(4 + 8) + 4n\,[\mathrm{ema}] + 4n\,[\mathrm{kl}]$: weights and AdamW's two
+    moments (the gradients and their all-reduce buffer are released after each step), an EMA
+    copy and a KL-reference copy.
+
+    Args:
+        n_lora: trainable LoRA parameters n.
+        ema: an exponential moving average of the weights is kept.
+        kl_reference: a frozen copy of the adapter is kept as the KL reference.
+
+    Returns:
+        The bytes of the resident LoRA state on one GPU.
+
+    Example:
+        >>> lora_resident_bytes(10), lora_resident_bytes(10, ema=True, kl_reference=True)
+        (120, 200)
+    """
+    _check_count("n_lora", n_lora)
+    return n_lora * (12 + 4 * ema + 4 * kl_reference)
+
+
 def transient_bytes(largest_tensor: int) -> int:
     r"""The transient of one op's backward per sample: $T = 2\,t_{max}$.
 
@@ -180,8 +209,10 @@ class MemoryEstimate:
         fsdp_gather: FSDP's unsharded working set (G).
         frozen_components: text encoder and VAE weights on the GPU (F).
         lora: the LoRA state (S).
-        activations_per_sample: saved activations of one sample (A).
-        transient_per_sample: one block's temporaries for one sample (T).
+        activations_per_sample: saved activations of one sample (A); for a sampling (rollout)
+            forward, the peak bytes alive during it.
+        transient_per_sample: one block's temporaries for one sample (T; 0 for a sampling
+            forward, whose peak already holds them).
     """
 
     weights: int

@@ -3,7 +3,8 @@
 :func:`plan_memory` asks the backbone plug-in (through the registry) for its transformer on the
 ``meta`` device, attaches the LoRA adapter, measures one sample's activations
 (:func:`~rewardkit.planning.activations.profile_activations`) and evaluates the memory model
-(:mod:`rewardkit.planning.memory`) for DDP and FSDP, with gradient checkpointing off and on.
+(:mod:`rewardkit.planning.memory`) for DDP and FSDP, with gradient checkpointing off and on,
+and for the GRPO rollout forward (no gradients; :mod:`rewardkit.planning.inference`).
 """
 
 import math
@@ -12,11 +13,13 @@ from dataclasses import dataclass
 import torch
 
 from rewardkit.planning.activations import ActivationProfile, attach_lora, profile_activations
+from rewardkit.planning.inference import sampling_peak_bytes
 from rewardkit.planning.memory import (
     GIB,
     MemoryEstimate,
     fsdp_gather_bytes,
     lora_bytes,
+    lora_resident_bytes,
     transient_bytes,
     weight_bytes,
 )
@@ -34,15 +37,17 @@ DTYPES: dict[str, torch.dtype] = {
 
 @dataclass(frozen=True)
 class PlanRow:
-    """One training setup's per-GPU memory.
+    """One setup's per-GPU memory: a training micro-step, or a rollout (sampling) forward.
 
     Attributes:
         strategy: ``"DDP"`` (replicated base) or ``"FSDP"`` (sharded base).
-        checkpointing: gradient checkpointing of the transformer blocks.
+        checkpointing: gradient checkpointing of the transformer blocks (``False`` for rollouts).
         estimate: the memory terms.
-        max_micro_batch: the largest micro-batch that fits the GPU (0: none).
-        accumulation_steps: micro-steps for one group of ``group_size`` samples at that
-            micro-batch (``None`` without a group size or when nothing fits).
+        max_micro_batch: the largest micro-batch that fits the GPU (0: none); for a rollout, the
+            largest ``rollout.micro_batch``.
+        accumulation_steps: micro-steps (for a rollout: transformer calls per sampling step) for
+            one group of ``group_size`` samples at that micro-batch (``None`` without a group
+            size or when nothing fits).
     """
 
     strategy: str
@@ -71,7 +76,9 @@ class PlanReport:
         lora_rank: the LoRA rank.
         largest_block_params: parameters of the largest repeated block.
         activations: the measured activation profile of one sample.
-        rows: DDP/FSDP × checkpointing off/on.
+        rows: training micro-step, DDP/FSDP × checkpointing off/on.
+        sampling_peak: peak bytes alive during one sample's rollout forward (no gradients).
+        rollout_rows: the rollout forward, DDP and FSDP.
     """
 
     backbone: str
@@ -89,6 +96,8 @@ class PlanReport:
     largest_block_params: int
     activations: ActivationProfile
     rows: tuple[PlanRow, ...]
+    sampling_peak: int
+    rollout_rows: tuple[PlanRow, ...]
 
 
 def build_plan_model(backbone: str, variant: str | None = None, *, device: str = "meta") -> PlanModel:
@@ -143,7 +152,7 @@ def plan_memory(
     ema: bool = False,
     kl_reference: bool = False,
 ) -> PlanReport:
-    """Plan the per-GPU memory of LoRA training of ``backbone`` (all on the ``meta`` device).
+    """Plan the per-GPU memory of LoRA training and GRPO rollouts of ``backbone`` (on ``meta``).
 
     Args:
         backbone: registry name.
@@ -192,6 +201,7 @@ def plan_memory(
         model.transformer, rank=lora_rank, target_modules=model.lora_target_modules, dtype=torch_dtype
     )
     profile = profile_activations(model, shape, dtype=torch_dtype)
+    sampling = sampling_peak_bytes(model, shape, dtype=torch_dtype)
     budget = int(gpu_memory_gib * GIB)
     frozen = (model.text_encoder_params if text_encoder_on_gpu else 0) + model.vae_params
     rows = []
@@ -206,9 +216,19 @@ def plan_memory(
                 activations_per_sample=profile.checkpointed if checkpointing else profile.saved,
                 transient_per_sample=transient_bytes(profile.largest_tensor),
             )
-            fits = estimate.max_micro_batch(budget)
-            steps = None if group_size is None or fits == 0 else -(-group_size // fits)
-            rows.append(PlanRow(strategy, checkpointing, estimate, fits, steps))
+            rows.append(_row(strategy, checkpointing, estimate, budget, group_size))
+    rollout_rows = []
+    for strategy in ("DDP", "FSDP"):
+        sharded = strategy == "FSDP"
+        estimate = MemoryEstimate(
+            weights=weight_bytes(n_base, b, processes=processes, sharded=sharded),
+            fsdp_gather=fsdp_gather_bytes(n_block, b, sharded=sharded and processes > 1),
+            frozen_components=frozen * b,
+            lora=lora_resident_bytes(n_lora, ema=ema, kl_reference=kl_reference),
+            activations_per_sample=sampling,
+            transient_per_sample=0,
+        )
+        rollout_rows.append(_row(strategy, False, estimate, budget, group_size))
     return PlanReport(
         backbone=model.backbone,
         variant=model.variant,
@@ -225,4 +245,14 @@ def plan_memory(
         largest_block_params=n_block,
         activations=profile,
         rows=tuple(rows),
+        sampling_peak=sampling,
+        rollout_rows=tuple(rollout_rows),
     )
+
+
+def _row(
+    strategy: str, checkpointing: bool, estimate: MemoryEstimate, budget: int, group: int | None
+) -> PlanRow:
+    fits = estimate.max_micro_batch(budget)
+    steps = None if group is None or fits == 0 else -(-group // fits)
+    return PlanRow(strategy, checkpointing, estimate, fits, steps)

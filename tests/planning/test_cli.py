@@ -31,6 +31,9 @@ def test_table_for_tiny(capsys: pytest.CaptureFixture[str]) -> None:
     for label in ("DDP  ckpt off", "DDP  ckpt on", "FSDP ckpt off", "FSDP ckpt on"):
         assert label in out
     assert "micro-steps/group" in out
+    for label in ("DDP no grad", "FSDP no grad"):
+        assert label in out
+    assert "/sampling step/group" in out
 
 
 def test_json_for_tiny(capsys: pytest.CaptureFixture[str]) -> None:
@@ -41,6 +44,8 @@ def test_json_for_tiny(capsys: pytest.CaptureFixture[str]) -> None:
     assert data["transformer_params"] == 190_720
     assert data["text_encoder_on_gpu"] is False
     assert len(data["rows"]) == 4
+    assert [r["strategy"] for r in data["rollout_rows"]] == ["DDP", "FSDP"]
+    assert data["sampling_peak"] == data["rollout_rows"][0]["estimate"]["activations_per_sample"] > 0
     row = data["rows"][0]
     assert (
         row["total_at_1"]

@@ -9,6 +9,7 @@ from rewardkit.planning.memory import (
     activation_bytes,
     fsdp_gather_bytes,
     lora_bytes,
+    lora_resident_bytes,
     max_micro_batch,
     transient_bytes,
     weight_bytes,
@@ -26,6 +27,8 @@ def test_worked_values() -> None:
     assert lora_bytes(1_000, processes=1) == 16_000
     assert lora_bytes(1_000, processes=8) == 20_000
     assert lora_bytes(1_000, processes=8, ema=True, kl_reference=True) == 28_000
+    assert lora_resident_bytes(1_000) == 12_000
+    assert lora_resident_bytes(1_000, ema=True, kl_reference=True) == 20_000
     assert transient_bytes(7) == 14
     assert activation_bytes(4, 10, 3) == 52
     assert max_micro_batch(100, 100, 7) == 0
@@ -45,6 +48,14 @@ def test_lora_state_is_replicated_and_grows_with_copies(n: int, p: int, ema: boo
     base = lora_bytes(n, processes=p)
     assert base == n * (16 + 4 * (p > 1))
     assert lora_bytes(n, processes=p, ema=ema, kl_reference=kl) == base + 4 * n * (ema + kl)
+
+
+@given(n=counts, p=procs, ema=st.booleans(), kl=st.booleans())
+def test_resident_lora_state_is_the_step_state_less_gradients(n: int, p: int, ema: bool, kl: bool) -> None:
+    # Between steps the gradients (4n) and, with P > 1, their all-reduce buffer (4n) are freed.
+    resident = lora_resident_bytes(n, ema=ema, kl_reference=kl)
+    assert resident == lora_bytes(n, processes=p, ema=ema, kl_reference=kl) - 4 * n * (1 + (p > 1))
+    assert resident >= 12 * n
 
 
 @given(budget=counts, fixed=counts, per=st.integers(min_value=1, max_value=10**10))
@@ -74,6 +85,7 @@ def test_estimate_total_is_linear_in_micro_batch(
         (lambda: weight_bytes(1, 0), "dtype_bytes"),
         (lambda: weight_bytes(1, 2, processes=0), "processes"),
         (lambda: lora_bytes(True), "n_lora"),
+        (lambda: lora_resident_bytes(-3), "n_lora"),
         (lambda: max_micro_batch(10, 1, 0), "per_sample"),
         (lambda: activation_bytes(-1, 1), "micro_batch"),
     ],

@@ -36,6 +36,28 @@ def test_real_klein_4b_rows(klein4b) -> None:
         assert m == 0 or row.estimate.total(m) <= r.gpu_memory
 
 
+def test_real_klein_4b_rollout_rows(klein4b) -> None:
+    r = klein4b
+    rows = {row.strategy: row for row in r.rollout_rows}
+    assert set(rows) == {"DDP", "FSDP"}
+    train = {(row.strategy, row.checkpointing): row.estimate for row in r.rows}
+    for strategy, row in rows.items():
+        e = row.estimate
+        # The same base, gather and frozen components as training; no gradients in the LoRA state.
+        assert (e.weights, e.fsdp_gather, e.frozen_components) == (
+            train[strategy, True].weights, train[strategy, True].fsdp_gather, train[strategy, True].frozen_components
+        )  # fmt: skip
+        assert e.lora == 12 * r.lora_params
+        assert e.activations_per_sample == r.sampling_peak and e.transient_per_sample == 0
+        assert row.max_micro_batch >= 1 and not row.checkpointing
+        assert e.total(row.max_micro_batch + 1) > r.gpu_memory >= e.total(row.max_micro_batch)
+    # Sampling keeps no activations: it fits more samples per forward than a checkpointed step.
+    assert r.sampling_peak < train["FSDP", True].activations_per_sample
+    assert rows["FSDP"].max_micro_batch > next(
+        row.max_micro_batch for row in r.rows if row.strategy == "FSDP" and row.checkpointing
+    )
+
+
 def test_offloading_the_text_encoder_frees_its_bytes(klein4b) -> None:
     cpu = plan_memory("flux2-klein", variant="klein-4b", text_encoder_on_gpu=False, gpu_memory_gib=80)
     on, off = klein4b.rows[0].estimate, cpu.rows[0].estimate
