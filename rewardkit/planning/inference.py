@@ -59,7 +59,7 @@ class _LiveBytes(TorchDispatchMode):  # type: ignore[no-untyped-call]
                 self.current += self.sizes[key]
                 self.peak = max(self.peak, self.current)
             self.tensors[key] += 1
-            weakref.finalize(leaf, self._release, key)
+            weakref.finalize(leaf, self._release, key).atexit = False  # nothing to count at exit
         return out
 
 
