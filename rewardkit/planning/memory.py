@@ -111,10 +111,9 @@ def lora_bytes(n_lora: int, *, processes: int = 1, ema: bool = False, kl_referen
         >>> lora_bytes(10), lora_bytes(10, processes=8, ema=True, kl_reference=True)
         (160, 280)
     """
-    _check_count("n_lora", n_lora)
     _check_count("processes", processes, minimum=1)
-    per_param = 16 + 4 * (processes > 1) + 4 * ema + 4 * kl_reference
-    return n_lora * per_param
+    gradients = 4 * n_lora * (1 + (processes > 1))  # released after each step
+    return lora_resident_bytes(n_lora, ema=ema, kl_reference=kl_reference) + gradients
 
 
 def lora_resident_bytes(n_lora: int, *, ema: bool = False, kl_reference: bool = False) -> int:

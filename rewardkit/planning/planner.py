@@ -204,31 +204,25 @@ def plan_memory(
     sampling = sampling_peak_bytes(model, shape, dtype=torch_dtype)
     budget = int(gpu_memory_gib * GIB)
     frozen = (model.text_encoder_params if text_encoder_on_gpu else 0) + model.vae_params
-    rows = []
+    lora_step = lora_bytes(n_lora, processes=processes, ema=ema, kl_reference=kl_reference)
+    lora_between_steps = lora_resident_bytes(n_lora, ema=ema, kl_reference=kl_reference)
+    rows, rollout_rows = [], []
     for strategy in ("DDP", "FSDP"):
         sharded = strategy == "FSDP"
+        fixed = {  # the same in training and in rollouts
+            "weights": weight_bytes(n_base, b, processes=processes, sharded=sharded),
+            "fsdp_gather": fsdp_gather_bytes(n_block, b, sharded=sharded and processes > 1),
+            "frozen_components": frozen * b,
+        }
         for checkpointing in (False, True):
-            estimate = MemoryEstimate(
-                weights=weight_bytes(n_base, b, processes=processes, sharded=sharded),
-                fsdp_gather=fsdp_gather_bytes(n_block, b, sharded=sharded and processes > 1),
-                frozen_components=frozen * b,
-                lora=lora_bytes(n_lora, processes=processes, ema=ema, kl_reference=kl_reference),
-                activations_per_sample=profile.checkpointed if checkpointing else profile.saved,
-                transient_per_sample=transient_bytes(profile.largest_tensor),
-            )
+            activations = profile.checkpointed if checkpointing else profile.saved
+            transient = transient_bytes(profile.largest_tensor)
+            estimate = MemoryEstimate(**fixed, lora=lora_step, activations_per_sample=activations,
+                                      transient_per_sample=transient)  # fmt: skip
             rows.append(_row(strategy, checkpointing, estimate, budget, group_size))
-    rollout_rows = []
-    for strategy in ("DDP", "FSDP"):
-        sharded = strategy == "FSDP"
-        estimate = MemoryEstimate(
-            weights=weight_bytes(n_base, b, processes=processes, sharded=sharded),
-            fsdp_gather=fsdp_gather_bytes(n_block, b, sharded=sharded and processes > 1),
-            frozen_components=frozen * b,
-            lora=lora_resident_bytes(n_lora, ema=ema, kl_reference=kl_reference),
-            activations_per_sample=sampling,
-            transient_per_sample=0,
-        )
-        rollout_rows.append(_row(strategy, False, estimate, budget, group_size))
+        rollout = MemoryEstimate(**fixed, lora=lora_between_steps, activations_per_sample=sampling,
+                                 transient_per_sample=0)  # fmt: skip
+        rollout_rows.append(_row(strategy, False, rollout, budget, group_size))
     return PlanReport(
         backbone=model.backbone,
         variant=model.variant,
