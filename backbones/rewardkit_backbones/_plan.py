@@ -3,11 +3,14 @@
 import inspect
 import json
 from importlib import resources
+from types import ModuleType
 from typing import Any
 
 import torch
 
-__all__ = ["build_module", "config_kwargs", "load_config"]
+from rewardkit.planning.model import count_parameters
+
+__all__ = ["build_module", "config_kwargs", "load_config", "tiny_components"]
 
 
 def load_config(package: str, *parts: str) -> dict[str, Any]:
@@ -35,3 +38,16 @@ def build_module(cls: type, config: dict[str, Any], device: str | torch.device) 
     """``cls(**filtered config)`` built on ``device`` (``meta``: shapes only, no weights)."""
     with torch.device(device):
         return cls(**config_kwargs(cls, config))
+
+
+def tiny_components(tiny: ModuleType) -> tuple[dict[str, Any], dict[str, Any], int]:
+    """A backbone's ``tiny`` module → its transformer and VAE configs and its text encoder's size.
+
+    The module provides ``TINY_TRANSFORMER_CONFIG``, ``TINY_VAE_CONFIG`` and
+    ``tiny_text_encoder(tokenizer)``; the text encoder is built on ``meta`` only to be counted.
+    """
+    from rewardkit_backbones._tokenizer import make_byte_tokenizer
+
+    with torch.device("meta"):
+        text_params = count_parameters(tiny.tiny_text_encoder(make_byte_tokenizer()))
+    return dict(tiny.TINY_TRANSFORMER_CONFIG), dict(tiny.TINY_VAE_CONFIG), text_params

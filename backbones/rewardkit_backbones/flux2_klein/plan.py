@@ -72,16 +72,9 @@ def plan(variant: str | None = None, *, device: str | torch.device = "meta") -> 
     if name not in VARIANTS:
         raise ValueError(f"variant must be one of {list(VARIANTS)} for {NAME}, got {variant!r}")
     if name == "tiny":
-        from rewardkit_backbones._tokenizer import make_byte_tokenizer
-        from rewardkit_backbones.flux2_klein.tiny import (
-            TINY_TRANSFORMER_CONFIG,
-            TINY_VAE_CONFIG,
-            tiny_text_encoder,
-        )
+        from rewardkit_backbones.flux2_klein import tiny
 
-        t_config, v_config = dict(TINY_TRANSFORMER_CONFIG), dict(TINY_VAE_CONFIG)
-        with torch.device("meta"):
-            text_params = count_parameters(tiny_text_encoder(make_byte_tokenizer()))
+        t_config, v_config, text_params = _plan.tiny_components(tiny)
         text_tokens = 96  # TINY_OPTIONS' max_sequence_length
     else:
         t_config = _plan.load_config(_PACKAGE, name, "transformer.json")
